@@ -1,0 +1,29 @@
+"""Device selection: ``auto`` picks CUDA when present; every op also runs on CPU."""
+
+from __future__ import annotations
+
+import torch
+
+from bt3d.errors import ConfigError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Turn a config device string (``auto``, ``cpu``, ``cuda`` or ``cuda:N``) into a device.
+
+    Raises:
+        ConfigError: for an unknown name, or ``cuda`` asked for on a machine without CUDA.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {name!r} was asked for, but PyTorch sees no CUDA device here; "
+                "use device: auto or device: cpu"
+            )
+        return torch.device(name)
+    raise ConfigError(f"unknown device {name!r}; expected one of {DEVICE_CHOICES} or 'cuda:N'")
