@@ -209,6 +209,30 @@ def decode_geodesic(encoded: np.ndarray, scale: float = 1.0) -> np.ndarray:
     return np.asarray(encoded, dtype=np.float64) * float(scale)
 
 
+def save_geodesics(
+    path: str | os.PathLike[str], geodesic: np.ndarray, header: Mapping[str, Any]
+) -> Path:
+    """Store a raw (N, N) geodesic matrix as float16 normalised + float64 scale, atomically."""
+    encoded, scale = encode_geodesic(geodesic)
+    arrays = {"geodesic_f16": encoded, "geodesic_scale": np.float64(scale)}
+    return save_arrays(path, arrays, {"kind": "geodesics", **dict(header)})
+
+
+def load_geodesics(
+    path: str | os.PathLike[str], expected: Mapping[str, Any] | None = None
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Read :func:`save_geodesics` output: ``(raw (N, N), normalised (N, N), header)``.
+
+    Both matrices are float64 within float16 precision (see the module docstring).
+    """
+    arrays, header = load_arrays(path, {"kind": "geodesics", **dict(expected or {})})
+    for key in ("geodesic_f16", "geodesic_scale"):
+        if key not in arrays:
+            raise CacheError(f"{path}: geodesics file lacks array {key!r}")
+    normalised = decode_geodesic(arrays["geodesic_f16"])
+    return normalised * float(arrays["geodesic_scale"]), normalised, header
+
+
 def save_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
     """Write ``data`` as indented JSON (numpy arrays/scalars converted), atomically."""
     dest = Path(path)

@@ -15,8 +15,10 @@ from bt3d.cache import (
     decode_geodesic,
     encode_geodesic,
     load_arrays,
+    load_geodesics,
     load_json,
     save_arrays,
+    save_geodesics,
     save_json_atomic,
 )
 from bt3d.errors import CacheError
@@ -143,3 +145,17 @@ def test_json_round_trip_and_errors(tmp_path: Path) -> None:
         load_json(path)
     with pytest.raises(CacheError, match="does not exist"):
         load_json(tmp_path / "nope.json")
+
+
+def test_geodesics_file_round_trip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    pts = rng.normal(size=(30, 3))
+    d = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
+    path = save_geodesics(tmp_path / "g.npz", d, {"model_id": "m1", "knn": 20})
+    raw, normalised, header = load_geodesics(path, expected={"model_id": "m1"})
+    assert header["kind"] == "geodesics"
+    assert np.abs(raw - d).max() <= 2.5e-4 * d.max()
+    assert normalised.max() == pytest.approx(1.0)
+    save_arrays(tmp_path / "f.npz", _arrays(), HEADER)
+    with pytest.raises(CacheError, match="'kind'"):
+        load_geodesics(tmp_path / "f.npz")
