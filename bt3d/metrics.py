@@ -52,6 +52,8 @@ PCK_AVERAGES = ("keypoints", "shapes")
 SYMMETRY_KINDS = ("reflection", "rotation")
 
 IdGroups = Sequence[Iterable[int]]
+# One entry per test shape: a (K_i,) array or list of point indices or semantic ids.
+PerShape = Sequence[Sequence[int] | np.ndarray]
 
 
 # ---------------------------------------------------------------- validation helpers
@@ -129,8 +131,8 @@ def _beyond(dist: np.ndarray, thresholds: np.ndarray, or_equal: bool = False) ->
 
 
 def iou_curve(
-    pred_indices: Sequence[Sequence[int] | np.ndarray],
-    gt_indices: Sequence[Sequence[int] | np.ndarray],
+    pred_indices: PerShape,
+    gt_indices: PerShape,
     geodesics: Sequence[np.ndarray],
     thresholds: Sequence[float] | np.ndarray = DEFAULT_THRESHOLDS,
 ) -> np.ndarray:
@@ -228,10 +230,10 @@ def _pck(
 
 
 def pck_curve(
-    pred_indices: Sequence[Sequence[int] | np.ndarray],
-    pred_ids: Sequence[Sequence[int] | np.ndarray],
-    gt_indices: Sequence[Sequence[int] | np.ndarray],
-    gt_ids: Sequence[Sequence[int] | np.ndarray],
+    pred_indices: PerShape,
+    pred_ids: PerShape,
+    gt_indices: PerShape,
+    gt_ids: PerShape,
     geodesics: Sequence[np.ndarray],
     thresholds: Sequence[float] | np.ndarray = DEFAULT_THRESHOLDS,
     symmetric_groups: Sequence[IdGroups | None] | None = None,
@@ -269,10 +271,10 @@ def pck_curve(
 
 
 def per_keypoint_pck(
-    pred_indices: Sequence[Sequence[int] | np.ndarray],
-    pred_ids: Sequence[Sequence[int] | np.ndarray],
-    gt_indices: Sequence[Sequence[int] | np.ndarray],
-    gt_ids: Sequence[Sequence[int] | np.ndarray],
+    pred_indices: PerShape,
+    pred_ids: PerShape,
+    gt_indices: PerShape,
+    gt_ids: PerShape,
     geodesics: Sequence[np.ndarray],
     thresholds: Sequence[float] | np.ndarray = DEFAULT_THRESHOLDS,
     symmetric_groups: Sequence[IdGroups | None] | None = None,
