@@ -114,7 +114,10 @@ def _parse_numbers(path: Path, lines: list[str], first_line: int, width: int) ->
                     raise DataError(
                         f"{path}: line {first_line + i}: non-numeric value {token[:40]!r}"
                     ) from None
-        raise  # pragma: no cover - every unparsable token is found above
+        raise DataError(
+            f"{path}: lines {first_line}-{first_line + len(lines) - 1}: "
+            "values numpy cannot parse as numbers"
+        ) from None
 
 
 def _check_finite(path: Path, values: np.ndarray, first_line: int, what: str) -> None:
@@ -197,7 +200,7 @@ def _unpack_rgb(path: Path, packed: np.ndarray, type_: str, first_line: int) -> 
         if not ok.all():
             row = int(np.flatnonzero(~ok)[0])
             raise DataError(
-                f"{path}: line {first_line + row}: rgb {packed[row]!r} is not an unsigned int"
+                f"{path}: line {first_line + row}: rgb {float(packed[row])} is not an unsigned int"
             )
         bits = packed.astype(np.uint32)
     return np.stack([(bits >> 16) & 255, (bits >> 8) & 255, bits & 255], axis=1).astype(np.uint8)
@@ -282,6 +285,8 @@ def _ply_header(path: Path, data: bytes) -> tuple[str, list[_Element], int]:
         elif words[0] == "property":
             if not elements:
                 raise DataError(f"{where}: property before any element")
+            if len(words) in (3, 5) and words[-1] in [p[0] for p in elements[-1].properties]:
+                raise DataError(f"{where}: duplicate property {words[-1]!r}")
             if len(words) == 5 and words[1] == "list":
                 if words[2] not in _PLY_TYPES or words[3] not in _PLY_TYPES:
                     raise DataError(f"{where}: unknown list types in {raw.strip()!r}")
@@ -312,7 +317,12 @@ def _ascii_element(
         )
     if not element.has_list:
         values = _parse_numbers(path, lines, first_line, len(element.properties))
-        return {p[0]: values[:, i] for i, p in enumerate(element.properties)}
+        out = {}
+        for i, (name, dtype, _count) in enumerate(element.properties):
+            # declared float32 values keep float32 precision, as in a binary file
+            with np.errstate(over="ignore"):  # out-of-range values become inf, caught later
+                out[name] = values[:, i].astype(np.float32) if dtype == "f4" else values[:, i]
+        return out
     widths = {len(line.split()) for line in lines}
     if len(widths) == 1:
         values = _parse_numbers(path, lines, first_line, widths.pop())
@@ -342,7 +352,7 @@ def _split_list_rows(
             col += 1
             continue
         k = values[:, col]
-        if not (k == k[0]).all() or not (0 <= k[0] == int(k[0])):
+        if not (k == k[0]).all() or not (np.isfinite(k[0]) and 0 <= k[0] == int(k[0])):
             raise DataError(f"{path}: line {first_line}: bad list length in {element.name}")
         k0 = int(k[0])
         out[name] = values[:, col + 1 : col + 1 + k0]
@@ -381,7 +391,9 @@ def _binary_element(
         if pos + size > len(data):
             raise _truncated(path, element)
         k = int(np.frombuffer(data, order + count_type, 1, pos)[0])
-        if k <= 0:
+        if k < 0:
+            raise DataError(f"{path}: PLY element {element.name!r} has a negative list length")
+        if k == 0:
             return _binary_element_slow(path, element, data, offset, order)
         fields += [(f"{name}__count", order + count_type), (name, order + dtype, (k,))]
         pos += size + np.dtype(dtype).itemsize * k
@@ -424,6 +436,10 @@ def _binary_element_slow(
                 if offset + size > len(data):
                     raise _truncated(path, element)
                 k = int(np.frombuffer(data, order + count_type, 1, offset)[0])
+                if k < 0:
+                    raise DataError(
+                        f"{path}: PLY element {element.name!r} has a negative list length"
+                    )
                 offset += size
                 item = dtype
             nbytes = np.dtype(item).itemsize * k
@@ -491,7 +507,19 @@ def read_ply(path: str | Path) -> Mesh:
             parsed[element.name], offset = _binary_element(
                 path, element, data, offset, _PLY_FORMATS[fmt]
             )
+    _check_kinds(path, elements)
     return _mesh_from_elements(path, parsed)
+
+
+def _check_kinds(path: Path, elements: list[_Element]) -> None:
+    """Vertex attributes must be scalar properties, face indices a list property."""
+    for element in elements:
+        for name, _dtype, count_type in element.properties:
+            if element.name == "vertex" and count_type is not None:
+                raise DataError(f"{path}: PLY vertex property {name!r} must not be a list")
+            if element.name == "face" and name in ("vertex_indices", "vertex_index"):
+                if count_type is None:
+                    raise DataError(f"{path}: PLY face property {name!r} must be a list")
 
 
 def _mesh_from_elements(path: Path, parsed: dict[str, dict[str, Any]]) -> Mesh:
@@ -576,23 +604,27 @@ def write_ply(path: str | Path, mesh: Mesh, fmt: str = "ascii") -> None:
 
 def _number(where: str, value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DataError(f"{where}: {what} must be a number, got {value!r:.60}")
-    if not math.isfinite(value):
-        raise DataError(f"{where}: {what} is not finite ({value})")
-    return float(value)
+        raise DataError(f"{where}: {what} must be a number, got {str(value)[:60]!r}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise DataError(f"{where}: {what} is not finite ({str(value)[:40]})")
+    return number
 
 
 def _index(where: str, value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise DataError(f"{where}: {what} must be an integer, got {value!r:.60}")
-    if value < 0:
-        raise DataError(f"{where}: {what} must be >= 0, got {value}")
+        raise DataError(f"{where}: {what} must be an integer, got {str(value)[:60]!r}")
+    if not 0 <= value < 2**62:
+        raise DataError(f"{where}: {what} must be in [0, 2**62), got {str(value)[:40]}")
     return value
 
 
 def _vector(where: str, value: Any, what: str) -> list[float]:
     if not isinstance(value, list) or len(value) != 3:
-        raise DataError(f"{where}: {what} must be a list of 3 numbers, got {value!r:.80}")
+        raise DataError(f"{where}: {what} must be a list of 3 numbers, got {str(value)[:80]!r}")
     return [_number(where, v, what) for v in value]
 
 
@@ -609,9 +641,9 @@ def _parse_record(path: Path, number: int, record: Any) -> ShapeAnnotation:
     class_id = _field(where, record, "class_id")
     model_id = _field(where, record, "model_id")
     if not isinstance(class_id, str) or not _CLASS_ID_RE.match(class_id):
-        raise DataError(f"{where}: class_id must be an 8-digit string, got {class_id!r:.60}")
+        raise DataError(f"{where}: class_id must be an 8-digit string, got {str(class_id)[:60]!r}")
     if not isinstance(model_id, str) or not _MODEL_ID_RE.match(model_id):
-        raise DataError(f"{where}: model_id must be an id string, got {model_id!r:.60}")
+        raise DataError(f"{where}: model_id must be an id string, got {str(model_id)[:60]!r}")
     where = f"{path}: record {number} (model {model_id})"
     keypoints = _field(where, record, "keypoints")
     if not isinstance(keypoints, list):
