@@ -216,8 +216,9 @@ def geodesic_smooth(
     f, c, d = _to_torch(features, counts, geodesic_normalised)
     _check_smoothing_inputs(f, c, d, sigma)
     weights = torch.exp(d.square() / (-2.0 * sigma**2))  # (N, N), symmetric
-    numerator = weights @ (f * c.unsqueeze(1))  # sum_j W_ij c_j f_j
-    denominator = weights @ c  # sum_j W_ij c_j
+    # One product gives both sums: [sum_j W_ij c_j f_j | sum_j W_ij c_j].
+    sums = weights @ torch.cat([f * c.unsqueeze(1), c.unsqueeze(1)], dim=1)
+    numerator, denominator = sums[:, :-1], sums[:, -1]
     out = torch.zeros_like(numerator)
     reached = denominator > 0
     out[reached] = numerator[reached] / denominator[reached].unsqueeze(1)
