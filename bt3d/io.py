@@ -508,7 +508,8 @@ def read_ply(path: str | Path) -> Mesh:
                 path, element, data, offset, _PLY_FORMATS[fmt]
             )
     _check_kinds(path, elements)
-    return _mesh_from_elements(path, parsed)
+    with np.errstate(invalid="ignore", over="ignore"):  # bad values are reported below
+        return _mesh_from_elements(path, parsed)
 
 
 def _check_kinds(path: Path, elements: list[_Element]) -> None:
