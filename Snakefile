@@ -1,0 +1,30 @@
+# bt3d: few-shot 3D keypoint detection with back-projected 2D features (Back to 3D).
+# Run:  snakemake --cores 2                      (default config.yaml: synthetic + offline ViT-S)
+#       snakemake --cores 8 --configfile config/paper.yaml
+#       snakemake --report results/<run>/report.html
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/keypoints.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

@@ -1,0 +1,75 @@
+"""Rule ``aggregate``: the run's tables from the per-category metrics.
+
+``miou.csv`` (category,threshold,miou), ``pck.csv`` (category,threshold,pck),
+``per_keypoint.csv`` (category,semantic_id,threshold,pck), ``baseline.csv``
+(category,threshold,miou,pck: random points) and ``miou.md``: the paper's layout, one row
+per category (method, then random baseline), one column per threshold, mIoU in percent.
+"""
+
+from _common import run
+
+
+def main(snakemake) -> None:
+    import pandas as pd
+
+    from bt3d.cache import atomic_write, load_json
+
+    rows, pck, base, per_kp = [], [], [], []
+    for path in snakemake.input.metrics:
+        m = load_json(path)
+        for i, t in enumerate(m["thresholds"]):
+            rows.append({"category": m["category"], "threshold": t, "miou": m["miou"][i]})
+            pck.append({"category": m["category"], "threshold": t, "pck": m["pck"][i]})
+            base.append(
+                {
+                    "category": m["category"],
+                    "threshold": t,
+                    "miou": m["baseline_miou"][i],
+                    "pck": m["baseline_pck"][i],
+                }
+            )
+            for sem, curve in m["per_keypoint_pck"].items():
+                per_kp.append(
+                    {
+                        "category": m["category"],
+                        "semantic_id": int(sem),
+                        "threshold": t,
+                        "pck": curve[i],
+                    }
+                )
+    tables = {
+        "miou": pd.DataFrame(rows, columns=["category", "threshold", "miou"]),
+        "pck": pd.DataFrame(pck, columns=["category", "threshold", "pck"]),
+        "per_keypoint": pd.DataFrame(
+            per_kp, columns=["category", "semantic_id", "threshold", "pck"]
+        ),
+        "baseline": pd.DataFrame(base, columns=["category", "threshold", "miou", "pck"]),
+    }
+    for name, df in tables.items():
+        with atomic_write(getattr(snakemake.output, name), mode="w") as fh:
+            df.to_csv(fh, index=False, float_format="%.6g")
+    with atomic_write(snakemake.output.markdown, mode="w") as fh:
+        fh.write(markdown_table(tables["miou"], tables["baseline"]))
+
+
+def markdown_table(miou, baseline) -> str:
+    """Rows = categories (method, then 'random'), columns = thresholds, values in percent."""
+    import pandas as pd
+
+    method = miou.assign(method="ours")
+    rand = baseline[["category", "threshold", "miou"]].assign(method="random")
+    both = pd.concat([method, rand], ignore_index=True)
+    wide = both.pivot_table(
+        index=["category", "method"], columns="threshold", values="miou", sort=False
+    )
+    thresholds = list(wide.columns)
+    header = "| category | method | " + " | ".join(f"{t:.2f}" for t in thresholds) + " |"
+    rule = "|---|---|" + "---:|" * len(thresholds)
+    lines = ["mIoU (%) per geodesic distance threshold", "", header, rule]
+    for (category, name), values in wide.iterrows():
+        cells = " | ".join(f"{100 * v:.1f}" for v in values)
+        lines.append(f"| {category} | {name} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+run(main, snakemake)  # noqa: F821 (injected by Snakemake)

@@ -1,0 +1,76 @@
+"""Rule ``evaluate``: mIoU, PCK and per-keypoint PCK of a category, and the random baseline.
+
+The random-point baseline draws, per test shape, as many distinct points as the method
+predicts keypoints and gives them the method's semantic ids; it is scored identically.
+"""
+
+from _common import read_geodesic_shard, run
+
+
+def main(snakemake) -> None:
+    import numpy as np
+
+    from bt3d.cache import load_json, save_json_atomic
+    from bt3d.errors import DataError
+    from bt3d.io import read_annotations
+    from bt3d.metrics import evaluate_category, per_keypoint_pck, random_baseline_indices
+
+    category = snakemake.wildcards.category
+    thresholds = [float(t) for t in snakemake.params.thresholds]
+    annotations = {a.model_id: a for a in read_annotations(snakemake.input.annotations)}
+    geodesics: dict[str, np.ndarray] = {}
+    for path in snakemake.input.geodesics:
+        shard = read_geodesic_shard(path)
+        for i, model_id in enumerate(shard["model_ids"]):
+            if not shard["labelled"][i]:
+                geodesics[model_id] = shard["geodesic"][i].astype(np.float64) * shard["scale"][i]
+    predictions = [
+        p for path in snakemake.input.predictions for p in load_json(path)["predictions"]
+    ]
+    if not predictions:
+        raise DataError(f"{category}: no test shape was predicted (check dataset.max_test_shapes)")
+    model_ids = [p["model_id"] for p in predictions]
+    missing = [m for m in model_ids if m not in geodesics or m not in annotations]
+    if missing:
+        raise DataError(f"{category}: predictions for unknown shapes {missing[:3]}")
+    truths = [annotations[m] for m in model_ids]
+    geos = [geodesics[m] for m in model_ids]
+    preds = [
+        {"indices": np.asarray(p["indices"]), "semantic_ids": np.asarray(p["semantic_ids"])}
+        for p in predictions
+    ]
+    rng = np.random.default_rng(snakemake.params.baseline_seed)
+    randoms = [
+        {
+            "indices": random_baseline_indices(len(g), len(p["indices"]), rng),
+            "semantic_ids": p["semantic_ids"],
+        }
+        for p, g in zip(preds, geos, strict=True)
+    ]
+    method = evaluate_category(preds, truths, geos, thresholds)
+    baseline = evaluate_category(randoms, truths, geos, thresholds)
+    per_keypoint = per_keypoint_pck(
+        [p["indices"] for p in preds],
+        [p["semantic_ids"] for p in preds],
+        [t.point_indices for t in truths],
+        [t.semantic_ids for t in truths],
+        geos,
+        thresholds,
+    )
+    save_json_atomic(
+        snakemake.output.metrics,
+        {
+            "category": category,
+            "test_shapes": model_ids,
+            "thresholds": thresholds,
+            "miou": method["miou"].tolist(),
+            "pck": method["pck"].tolist(),
+            "baseline_miou": baseline["miou"].tolist(),
+            "baseline_pck": baseline["pck"].tolist(),
+            "per_keypoint_pck": {str(k): np.asarray(v).tolist() for k, v in per_keypoint.items()},
+        },
+    )
+    print(f"{category}: {len(model_ids)} test shapes, mIoU@0.1 = {method['miou'].iloc[-1]:.3f}")
+
+
+run(main, snakemake)  # noqa: F821 (injected by Snakemake)

@@ -1,0 +1,43 @@
+"""Rule ``geodesics``: raw geodesic matrices of one shard's point clouds.
+
+Writes ``geodesic`` (S, N, N) float16 normalised by each shape's maximum, ``scale`` (S,)
+float64 (that maximum; raw = geodesic * scale), ``model_ids`` (S,), ``labelled`` (S,) bool.
+"""
+
+from _common import dataset_root, run, select_shard
+
+
+def main(snakemake) -> None:
+    import numpy as np
+
+    from bt3d.cache import encode_geodesic, save_arrays
+    from bt3d.geodesic import geodesic_matrix
+    from bt3d.io import KeypointNetDataset
+
+    sel, geo = snakemake.params.selection, snakemake.params.geodesic
+    category, shard = snakemake.wildcards.category, int(snakemake.wildcards.shard)
+    dataset = KeypointNetDataset(dataset_root(snakemake.input.annotations))
+    labelled, test = select_shard(dataset, snakemake.input.sample_order, category, sel, shard)
+    model_ids = labelled + test
+    encoded, scales = [], []
+    for model_id in model_ids:
+        points = dataset.load_points(category, model_id)
+        raw = geodesic_matrix(points, k=geo["knn"], unreachable=geo["unreachable"], source=model_id)
+        matrix, scale = encode_geodesic(raw)
+        encoded.append(matrix)
+        scales.append(scale)
+        print(f"{category}/{model_id}: geodesic diameter {scale:.4f}")
+    n = encoded[0].shape[0] if encoded else 0
+    save_arrays(
+        snakemake.output.geodesics,
+        {
+            "geodesic": np.stack(encoded) if encoded else np.zeros((0, n, n), np.float16),
+            "scale": np.asarray(scales, dtype=np.float64),
+            "model_ids": np.asarray(model_ids, dtype=str),
+            "labelled": np.asarray([m in labelled for m in model_ids], dtype=bool),
+        },
+        {"kind": "geodesics", "category": category, "shard": shard, **geo},
+    )
+
+
+run(main, snakemake)  # noqa: F821 (injected by Snakemake)

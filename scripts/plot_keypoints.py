@@ -1,0 +1,32 @@
+"""Rule ``plot_keypoints``: predicted vs ground-truth keypoints on a category's first test shape."""
+
+from _common import dataset_root, run
+
+
+def main(snakemake) -> None:
+    from bt3d.cache import load_json
+    from bt3d.errors import DataError
+    from bt3d.io import KeypointNetDataset
+    from bt3d.plots import plot_keypoints, save_figure
+
+    category = snakemake.wildcards.category
+    dataset = KeypointNetDataset(dataset_root(snakemake.input.annotations))
+    predictions = [
+        p for path in snakemake.input.predictions for p in load_json(path)["predictions"]
+    ]
+    if not predictions:
+        raise DataError(f"{category}: no predictions to draw")
+    pred = min(predictions, key=lambda p: p["model_id"])
+    truth = dataset.annotations(category)[pred["model_id"]]
+    fig = plot_keypoints(
+        dataset.load_points(category, pred["model_id"]),
+        pred["indices"],
+        truth.point_indices,
+        pred["semantic_ids"],
+        truth.semantic_ids,
+        title=f"{category} {pred['model_id']}: predicted (x) vs ground truth (o)",
+    )
+    save_figure(fig, snakemake.output.picture)
+
+
+run(main, snakemake)  # noqa: F821 (injected by Snakemake)

@@ -1,0 +1,44 @@
+"""Rule ``prototypes``: the few-shot keypoint model of a category from its labelled shapes."""
+
+from _common import dataset_root, read_feature_shard, read_geodesic_shard, run
+
+
+def main(snakemake) -> None:
+    import numpy as np
+
+    from bt3d.errors import DataError
+    from bt3d.fewshot import LabelledShape, build_prototypes
+    from bt3d.io import KeypointNetDataset
+
+    category = snakemake.wildcards.category
+    dataset = KeypointNetDataset(dataset_root(snakemake.input.annotations))
+    annotations = dataset.annotations(category)
+    labelled: list[LabelledShape] = []
+    for feat_path, geo_path in zip(
+        snakemake.input.features, snakemake.input.geodesics, strict=True
+    ):
+        geo, feat = read_geodesic_shard(geo_path), read_feature_shard(feat_path)
+        if feat["model_ids"] != geo["model_ids"]:
+            raise DataError(f"{feat_path}: model ids differ from {geo_path}; rerun both")
+        for i, model_id in enumerate(geo["model_ids"]):
+            if not geo["labelled"][i]:
+                continue
+            ann = annotations[model_id]
+            labelled.append(
+                LabelledShape(
+                    features=feat["features"][i].astype(np.float32),
+                    geodesic_normalised=geo["geodesic"][i].astype(np.float64),
+                    semantic_ids=ann.semantic_ids,
+                    point_indices=ann.point_indices,
+                    model_id=model_id,
+                )
+            )
+    prototypes = build_prototypes(labelled, reduction=snakemake.params.reduction)
+    prototypes.save(snakemake.output.prototypes)
+    print(
+        f"{category}: {prototypes.num_keypoints} keypoints from {len(labelled)} labelled "
+        f"shapes ({', '.join(s.model_id for s in labelled)})"
+    )
+
+
+run(main, snakemake)  # noqa: F821 (injected by Snakemake)
