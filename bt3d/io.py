@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -92,32 +93,49 @@ def _atomic_write(path: str | Path, data: bytes) -> None:
     tmp.replace(path)
 
 
+def _token_counts(text: str, n_lines: int) -> np.ndarray:
+    """(n_lines,) number of whitespace-separated tokens on each line of ``text``."""
+    data = np.frombuffer(text.encode("utf-8", "replace"), dtype=np.uint8)
+    space = (data == 32) | ((data >= 9) & (data <= 13))
+    starts = np.flatnonzero(~space & np.concatenate([[True], space[:-1]]))
+    line = np.searchsorted(np.flatnonzero(data == 10), starts)
+    return np.bincount(line, minlength=n_lines)[:n_lines]
+
+
 def _parse_numbers(path: Path, lines: list[str], first_line: int, width: int) -> np.ndarray:
     """Parse ``lines`` of ``width`` numbers each into a (len(lines), width) float64 array.
 
     ``first_line`` is the 1-based file line number of ``lines[0]``, for error messages.
     """
-    counts = [len(line.split()) for line in lines]
-    for i, count in enumerate(counts):
-        if count != width:
-            raise DataError(
-                f"{path}: line {first_line + i}: expected {width} values, found {count}"
-            )
+    if not lines:
+        return np.zeros((0, width))
+    text = "\n".join(lines)
+    counts = _token_counts(text, len(lines))
+    wrong = np.flatnonzero(counts != width)
+    if len(wrong):
+        i = int(wrong[0])
+        found = len(lines[i].split())
+        raise DataError(f"{path}: line {first_line + i}: expected {width} values, found {found}")
     try:
-        return np.array(" ".join(lines).split(), dtype=np.float64).reshape(len(lines), width)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            values = np.fromstring(text, dtype=np.float64, sep=" ")
     except ValueError:
-        for i, line in enumerate(lines):
-            for token in line.split():
-                try:
-                    float(token)
-                except ValueError:
-                    raise DataError(
-                        f"{path}: line {first_line + i}: non-numeric value {token[:40]!r}"
-                    ) from None
-        raise DataError(
-            f"{path}: lines {first_line}-{first_line + len(lines) - 1}: "
-            "values numpy cannot parse as numbers"
-        ) from None
+        values = np.zeros(0)
+    if values.size == len(lines) * width and all(len(line.split()) == width for line in lines[:1]):
+        return values.reshape(len(lines), width)
+    for i, line in enumerate(lines):
+        for token in line.split():
+            try:
+                float(token)
+            except ValueError:
+                raise DataError(
+                    f"{path}: line {first_line + i}: non-numeric value {token[:40]!r}"
+                ) from None
+    raise DataError(
+        f"{path}: lines {first_line}-{first_line + len(lines) - 1}: values that cannot be "
+        "parsed as numbers"
+    )
 
 
 def _check_finite(path: Path, values: np.ndarray, first_line: int, what: str) -> None:
@@ -323,9 +341,9 @@ def _ascii_element(
             with np.errstate(over="ignore"):  # out-of-range values become inf, caught later
                 out[name] = values[:, i].astype(np.float32) if dtype == "f4" else values[:, i]
         return out
-    widths = {len(line.split()) for line in lines}
-    if len(widths) == 1:
-        values = _parse_numbers(path, lines, first_line, widths.pop())
+    widths = _token_counts("\n".join(lines), len(lines))
+    if len(widths) and (widths == widths[0]).all():
+        values = _parse_numbers(path, lines, first_line, int(widths[0]))
         return _split_list_rows(path, element, values, first_line)
     out: dict[str, Any] = {p[0]: [] for p in element.properties}
     for i, line in enumerate(lines):
