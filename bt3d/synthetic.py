@@ -146,8 +146,8 @@ def box_part(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A closed box of ``size`` (centred at 0), optionally mapped through ``deform``."""
     size = np.asarray(size, dtype=np.float64)
-    segments = tuple(int(max(1, math.ceil(s / EDGE))) for s in size)
-    v, f = _box(segments)  # type: ignore[arg-type]
+    nx, ny, nz = (int(max(1, math.ceil(s / EDGE))) for s in size)
+    v, f = _box((nx, ny, nz))
     v = v * size if deform is None else deform(v)
     return v, _orient_outward(v, f)
 
@@ -531,7 +531,7 @@ def _assemble(shape: _Shape) -> tuple[Mesh, np.ndarray, np.ndarray, float]:
     counts = [len(v) for v, _ in shape.parts]
     v_off = np.concatenate([[0], np.cumsum(counts)])
     vertices = np.concatenate([v for v, _ in shape.parts])
-    faces = np.concatenate([f + o for (_, f), o in zip(shape.parts, v_off, strict=False)])
+    faces = np.concatenate([f + o for (_, f), o in zip(shape.parts, v_off[:-1], strict=True)])
     f_off = np.concatenate([[0], np.cumsum([len(f) for _, f in shape.parts])])
     lo, hi = vertices.min(axis=0), vertices.max(axis=0)
     vertices = ((vertices - (lo + hi) / 2) / np.linalg.norm(hi - lo)).astype(np.float32)
