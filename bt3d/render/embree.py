@@ -58,14 +58,15 @@ class EmbreeScene:
         """Nearest hit along each ray, any winding.
 
         Args:
-            origins, directions: (M, 3) world space; directions need not be unit.
+            origins: (M, 3) relative to :attr:`offset` (the scene frame), float32.
+            directions: (M, 3) float32, need not be unit.
 
         Returns:
-            face: (M,) int64, -1 for a miss.
-            t: (M,) float64 ray parameter of the hit (in units of the direction's length).
+            face: (M,) int32, -1 for a miss.
+            t: (M,) float32 ray parameter of the hit (in units of the direction's length).
         """
-        o = (origins - self.offset).astype(np.float32)
-        d = directions.astype(np.float32)
+        o = np.ascontiguousarray(origins, dtype=np.float32)
+        d = np.ascontiguousarray(directions, dtype=np.float32)
         chunks = [slice(i, i + RAYS_PER_CALL) for i in range(0, len(o), RAYS_PER_CALL)]
 
         def run(chunk: slice) -> dict[str, np.ndarray]:
@@ -76,9 +77,12 @@ class EmbreeScene:
                 parts = list(pool.map(run, chunks))
         else:
             parts = [run(chunk) for chunk in chunks]
-        face = np.concatenate([p["primID"] for p in parts]).astype(np.int64)
-        t = np.concatenate([p["tfar"] for p in parts]).astype(np.float64)
-        return face, t
+        if len(parts) == 1:
+            return parts[0]["primID"], parts[0]["tfar"]
+        return (
+            np.concatenate([p["primID"] for p in parts]),
+            np.concatenate([p["tfar"] for p in parts]),
+        )
 
 
 def _footprint(mesh: Mesh, cameras: Cameras) -> np.ndarray:
@@ -138,61 +142,71 @@ def rasterize(
     footprint = _footprint(mesh, cameras).reshape(n_views, s * s)  # rays that may hit the mesh
     live = np.flatnonzero(footprint)
     view_of = live // (s * s)
-    d_view = cameras.view_directions()
-    directions = np.concatenate(
-        [d_view[footprint[v]] @ cameras.R[v].T for v in range(n_views)]
-    ).reshape(-1, 3)
+    d_view = cameras.view_directions().astype(np.float32)
+    rotations = cameras.R.astype(np.float32)
+    directions = np.concatenate([d_view[footprint[v]] @ rotations[v].T for v in range(n_views)])
     centres = cameras.centres()
+    eyes = (centres - scene.offset).astype(np.float32)  # in the scene frame
 
-    tri = mesh.triangles
-    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    n_faces = len(mesh.faces)
     if cull_backfaces:
-        group, members, start = _coincident_groups(mesh)
+        tri = mesh.triangles
+        normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        # (V, F): the winding normal points towards the camera
+        front = (centres @ normals.T >= np.einsum("fi,fi->f", normals, tri[:, 0])).ravel()
+        groups = _coincident_groups(mesh)
 
     face_ids = np.full(n_views * s * s, -1, dtype=np.int64)
-    depth = np.full(n_views * s * s, np.inf)
+    depth = np.full(n_views * s * s, np.inf, dtype=np.float32)
     ray = np.arange(len(live))  # rays (into live) still looking for their face
-    t0 = np.full(len(live), cameras.znear)  # where each of them starts
-    step = RECAST_OFFSET * scene.diagonal
-    for _ in range(MAX_RECASTS):
-        o = centres[view_of[ray]] + t0[:, None] * directions[ray]
-        face, t = scene.first_hits(o, directions[ray], threads)
-        hit = face >= 0
-        ray, face, t = ray[hit], face[hit], t0[hit] + t[hit]
-        if cull_backfaces:
-            eye = centres[view_of[ray]]
-            back = np.einsum("ij,ij->i", normals[face], eye - tri[face, 0]) < 0
-            face[back] = _front_copy(face[back], group, members, start, eye[back], normals, tri)
-            back = face < 0
+    t0 = np.full(len(live), cameras.znear, dtype=np.float32)  # where each of them starts
+    step = np.float32(RECAST_OFFSET * scene.diagonal)
+    for attempt in range(MAX_RECASTS):
+        if attempt == 0:  # all rays: avoid gathers
+            d = directions
+            o = np.repeat(eyes, footprint.sum(axis=1), axis=0) + np.float32(cameras.znear) * d
         else:
-            back = np.zeros(len(face), dtype=bool)
-        face_ids[live[ray[~back]]] = face[~back]
-        depth[live[ray[~back]]] = t[~back]
-        ray, t0 = ray[back], t[back] + step
+            d = directions[ray]
+            o = eyes[view_of[ray]] + t0[:, None] * d
+        face, t = scene.first_hits(o, d, threads)
+        hit = face >= 0
+        ray, face, t = ray[hit], face[hit].astype(np.int64), t0[hit] + t[hit]
+        if cull_backfaces:
+            view = view_of[ray]
+            back = ~front[view * n_faces + face]
+            face[back] = _front_copy(face[back], view[back], front, n_faces, *groups)
+            back = face < 0
+            done = ~back
+            face_ids[live[ray[done]]] = face[done]
+            depth[live[ray[done]]] = t[done]
+            ray, t0 = ray[back], t[back] + step
+        else:
+            face_ids[live[ray]] = face
+            depth[live[ray]] = t
+            break
         if len(ray) == 0:
             break
     shape = (n_views, s, s)
-    return face_ids.reshape(shape), depth.astype(np.float32).reshape(shape)
+    return face_ids.reshape(shape), depth.reshape(shape)
 
 
 def _front_copy(
     face: np.ndarray,
+    view: np.ndarray,
+    front: np.ndarray,
+    n_faces: int,
     group: np.ndarray,
     members: np.ndarray,
     start: np.ndarray,
-    eye: np.ndarray,
-    normals: np.ndarray,
-    tri: np.ndarray,
 ) -> np.ndarray:
-    """For back-facing hits ``face`` (M,), the lowest-index coincident copy that faces the camera
-    at ``eye`` (M, 3), or -1 when there is none."""
+    """For back-facing hits ``face`` (M,) in views ``view`` (M,), the lowest-index coincident
+    copy that faces the camera (``front`` is the raveled (V, F) table), or -1 if none."""
     out = np.full(len(face), -1, dtype=np.int64)
     g = group[face]
     size = start[g + 1] - start[g]
     for j in range(int(size.max(initial=0))):
-        todo = (out < 0) & (size > j)
+        todo = np.flatnonzero((out < 0) & (size > j))
         cand = members[start[g[todo]] + j]
-        front = np.einsum("ij,ij->i", normals[cand], eye[todo] - tri[cand, 0]) > 0
-        idx = np.flatnonzero(todo)[front]
-        out[idx] = cand[front]
+        ok = front[view[todo] * n_faces + cand]
+        out[todo[ok]] = cand[ok]
     return out
