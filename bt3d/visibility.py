@@ -9,9 +9,10 @@ Differences from the reference code (``check_visible_points``), on purpose:
 * nearest faces are exact point-triangle distances in float64 (the reference uses PyTorch3D's
   float32 ``point_face_dist_forward``, which measures triangles smaller than 1e-5 in area to
   their edges only); ties go to the lowest face index;
-* only the face drawn at a pixel counts. The reference rasterises 5 faces per pixel and counts
-  all of them, i.e. up to 4 occluded layers too, and its ``pix_to_face % F`` turns background
-  (-1) into face ``F - 1``.
+* by default only the face drawn at a pixel counts. The reference rasterises 5 faces per pixel
+  and counts all of them, i.e. up to 4 occluded layers too (pass ``Rasterization.layers`` from
+  ``render(..., faces_per_pixel=5)`` to do the same), and its ``pix_to_face % F`` turns
+  background (-1) into face ``F - 1`` (not reproduced).
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def edge_adjacency(mesh: Mesh) -> sp.csr_matrix:
 
 
 def faces_seen(face_ids: np.ndarray, n_faces: int) -> np.ndarray:
-    """(V, F) bool: faces drawn at some pixel of each view, from ``face_ids`` (V, H, W)."""
+    """(V, F) bool: faces drawn at some pixel of each view, from ``face_ids`` (V, ...)."""
     n_views = len(face_ids)
     flat = face_ids.reshape(n_views, -1)
     if flat.size and flat.max() >= n_faces:
@@ -161,7 +162,8 @@ def point_visibility(
     Args:
         mesh: the rendered mesh (F faces).
         points: (N, 3) points on its surface.
-        face_ids: (V, H, W) int64 rasterised face ids, -1 = background.
+        face_ids: (V, H, W) int64 rasterised face ids, -1 = background; or (V, H, W, K) face
+            layers (``Rasterization.layers``) to count K faces per pixel as the reference does.
         nearest: (N,) precomputed :func:`nearest_faces`, to share it between calls.
 
     Returns:

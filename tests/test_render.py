@@ -65,6 +65,26 @@ def test_embree_matches_brute_force(cull):
     t_of_id = t[np.flatnonzero(fg), ids[fg]]
     np.testing.assert_allclose(t_of_id, t_min[fg], rtol=1e-5)
     assert (ids[fg] == t.argmin(axis=1)[fg]).mean() > 0.98
+    assert rast.layers is None
+
+
+@pytest.mark.parametrize("cull", [True, False])
+def test_face_layers_match_brute_force(cull):
+    mesh = _scene_mesh()
+    cams = _cameras(view_sphere(n_azimuth=2, n_polar=2), image_size=16)
+    rast = render(mesh, cams, cull_backfaces=cull, faces_per_pixel=3)
+    assert rast.layers.shape == (6, 16, 16, 3)
+    np.testing.assert_array_equal(rast.layers[..., 0], rast.face_ids)
+    origins, directions = cams.rays()
+    t = _moller_trumbore(
+        origins.reshape(-1, 3), directions.reshape(-1, 3), mesh.triangles, cull=cull
+    )
+    nearest3 = np.sort(t, axis=1)[:, :3]
+    layers = rast.layers.reshape(-1, 3)
+    np.testing.assert_array_equal(layers >= 0, np.isfinite(nearest3))
+    rows, slots = np.nonzero(layers >= 0)
+    np.testing.assert_allclose(t[rows, layers[rows, slots]], nearest3[rows, slots], rtol=1e-5)
+    assert (layers[:, 1] >= 0).mean() > 0.02  # some rays do pass through several faces
 
 
 def test_cube_depth_and_silhouette_are_analytic():

@@ -131,3 +131,17 @@ def test_point_visibility_accepts_precomputed_nearest_faces():
         point_visibility(mesh, points, rast.face_ids, nearest=nearest_faces(mesh, points)),
         point_visibility(mesh, points, rast.face_ids),
     )
+
+
+def test_point_visibility_counts_every_face_layer():
+    ball = trimesh.creation.icosphere(subdivisions=2, radius=0.4)
+    mesh = Mesh(ball.vertices, ball.faces)
+    points = ball.sample(200, seed=6)
+    R, T = look_at(np.array([[0.0, 0.0, 1.5]]))
+    rast = render(mesh, Cameras(R, T, image_size=32), cull_backfaces=False, faces_per_pixel=2)
+    front_only = point_visibility(mesh, points, rast.face_ids)
+    both = point_visibility(mesh, points, rast.layers)
+    np.testing.assert_array_equal(both, _slow_visibility(mesh, points, rast.layers))
+    # without culling the second layer is the far side of the sphere: it becomes "visible"
+    assert (front_only <= both).all()
+    assert both[0, points[:, 2] < -0.3].all() and not front_only[0, points[:, 2] < -0.3].any()

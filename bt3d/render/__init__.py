@@ -52,11 +52,14 @@ class Rasterization:
         depth: (V, H, W) float32 view-space depth of that hit (PyTorch3D's ``zbuf``), inf for
             background.
         images: (V, 3, H, W) float32 RGB in [0, 1].
+        layers: (V, H, W, K) int64 the K nearest faces along each pixel's ray (first = face_ids,
+            -1 where there are fewer) when rendered with ``faces_per_pixel = K > 1``, else None.
     """
 
     face_ids: np.ndarray
     depth: np.ndarray
     images: np.ndarray
+    layers: np.ndarray | None = None
 
 
 def available_backends() -> list[str]:
@@ -78,6 +81,7 @@ def render(
     textured: bool = False,
     cull_backfaces: bool = True,
     light_locations: np.ndarray | None = None,
+    faces_per_pixel: int = 1,
     device: str = "cpu",
 ) -> Rasterization:
     """Render ``mesh`` from every camera.
@@ -95,6 +99,9 @@ def render(
             paper's setting).
         light_locations: (V, 3) point-light positions; default the camera centres. (The
             reference keeps the light on the view sphere when it moves a camera back.)
+        faces_per_pixel: K > 1 also returns the K nearest faces along each ray as
+            ``layers`` (the reference renders K = 5 and counts all of them as visible, occluded
+            ones included; :func:`bt3d.visibility.point_visibility` accepts those layers).
         device: torch device for the ``pytorch3d`` backend; ignored by ``embree``.
 
     Returns:
@@ -103,16 +110,21 @@ def render(
     lights = cameras.centres() if light_locations is None else np.asarray(light_locations)
     if lights.shape != (len(cameras), 3):
         raise ConfigError(f"light_locations must be ({len(cameras)}, 3), got {lights.shape}")
+    if int(faces_per_pixel) != faces_per_pixel or faces_per_pixel < 1:
+        raise ConfigError(f"faces_per_pixel must be a positive integer, got {faces_per_pixel}")
     if backend == "embree":
         from bt3d.render.embree import rasterize
 
-        face_ids, depth = rasterize(mesh, cameras, cull_backfaces=cull_backfaces)
+        layers, depth = rasterize(mesh, cameras, cull_backfaces, int(faces_per_pixel))
+        face_ids, depth = layers[..., 0], depth[..., 0]
         images = shade(mesh, cameras, face_ids, depth, lights, textured=textured)
-        return Rasterization(face_ids, depth, images)
+        return Rasterization(face_ids, depth, images, layers if faces_per_pixel > 1 else None)
     if backend == "pytorch3d":
         from bt3d.render.pytorch3d import render_pytorch3d
 
-        return render_pytorch3d(mesh, cameras, textured, cull_backfaces, lights, device)
+        return render_pytorch3d(
+            mesh, cameras, textured, cull_backfaces, lights, int(faces_per_pixel), device
+        )
     raise ConfigError(f"unknown render backend {backend!r}; expected one of {BACKENDS}")
 
 

@@ -122,19 +122,23 @@ def rasterize(
     mesh: Mesh,
     cameras: Cameras,
     cull_backfaces: bool = True,
+    faces_per_pixel: int = 1,
     threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Face seen at every pixel centre of every view.
+    """Faces seen at every pixel centre of every view, nearest first.
 
     Args:
         mesh: the shape.
         cameras: V cameras of ``image_size`` S.
         cull_backfaces: skip faces seen from behind (see the module docstring).
+        faces_per_pixel: K, how many faces to report along each ray (PyTorch3D's
+            ``faces_per_pixel``: the K nearest faces covering the pixel centre, culled ones
+            skipped).
         threads: parallel embree calls; default ``min(4, os.cpu_count())``.
 
     Returns:
-        face_ids: (V, S, S) int64, -1 = background.
-        depth: (V, S, S) float32 view depth of the hit, inf for background.
+        face_ids: (V, S, S, K) int64, -1 = background / no further face.
+        depth: (V, S, S, K) float32 view depth of the hits, inf where there is none.
     """
     threads = threads or min(4, os.cpu_count() or 1)
     scene = EmbreeScene(mesh)
@@ -156,12 +160,14 @@ def rasterize(
         front = (centres @ normals.T >= np.einsum("fi,fi->f", normals, tri[:, 0])).ravel()
         groups = _coincident_groups(mesh)
 
-    face_ids = np.full(n_views * s * s, -1, dtype=np.int64)
-    depth = np.full(n_views * s * s, np.inf, dtype=np.float32)
-    ray = np.arange(len(live))  # rays (into live) still looking for their face
+    k = faces_per_pixel
+    face_ids = np.full((n_views * s * s, k), -1, dtype=np.int64)
+    depth = np.full((n_views * s * s, k), np.inf, dtype=np.float32)
+    layer = np.zeros(len(live), dtype=np.int64)  # faces found so far, per ray
+    ray = np.arange(len(live))  # rays (into live) still looking for faces
     t0 = np.full(len(live), cameras.znear, dtype=np.float32)  # where each of them starts
     step = np.float32(RECAST_OFFSET * scene.diagonal)
-    for attempt in range(MAX_RECASTS):
+    for attempt in range(MAX_RECASTS + k):
         if attempt == 0:  # all rays: avoid gathers
             d = directions
             o = np.repeat(eyes, footprint.sum(axis=1), axis=0) + np.float32(cameras.znear) * d
@@ -175,18 +181,16 @@ def rasterize(
             view = view_of[ray]
             back = ~front[view * n_faces + face]
             face[back] = _front_copy(face[back], view[back], front, n_faces, *groups)
-            back = face < 0
-            done = ~back
-            face_ids[live[ray[done]]] = face[done]
-            depth[live[ray[done]]] = t[done]
-            ray, t0 = ray[back], t[back] + step
-        else:
-            face_ids[live[ray]] = face
-            depth[live[ray]] = t
-            break
+        take = face >= 0
+        pixel, slot = live[ray[take]], layer[ray[take]]
+        face_ids[pixel, slot] = face[take]
+        depth[pixel, slot] = t[take]
+        layer[ray[take]] += 1
+        more = layer[ray] < k  # rays that found a back face, or fewer than k faces
+        ray, t0 = ray[more], t[more] + step
         if len(ray) == 0:
             break
-    shape = (n_views, s, s)
+    shape = (n_views, s, s, k)
     return face_ids.reshape(shape), depth.reshape(shape)
 
 

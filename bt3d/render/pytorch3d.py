@@ -1,8 +1,8 @@
 """The ``pytorch3d`` render backend: PyTorch3D's ``MeshRasterizer`` + ``HardFlatShader``, the
 renderer of the reference code, behind :func:`bt3d.render.render`.
 
-PyTorch3D is optional and imported only when this backend is asked for. One pixel sample per
-pixel, one face per pixel (the reference asks for 5 layers but shades and uses the first),
+PyTorch3D is optional and imported only when this backend is asked for. One sample per pixel,
+``faces_per_pixel`` layers (the reference asks for 5: it shades the first, counts all as seen),
 ``bin_size=0`` (naive rasterisation: exact, no bin overflow), ``PointLights`` at
 ``light_locations`` with ambient 0.5, default ``Materials``, white background.
 """
@@ -29,6 +29,7 @@ def render_pytorch3d(
     textured: bool,
     cull_backfaces: bool,
     light_locations: np.ndarray,
+    faces_per_pixel: int = 1,
     device: str = "cpu",
 ):
     """Render with PyTorch3D; same arguments and result as :func:`bt3d.render.render`."""
@@ -68,7 +69,7 @@ def render_pytorch3d(
     settings = RasterizationSettings(
         image_size=cameras.image_size,
         blur_radius=0.0,
-        faces_per_pixel=1,
+        faces_per_pixel=faces_per_pixel,
         bin_size=0,
         cull_backfaces=cull_backfaces,
     )
@@ -86,9 +87,12 @@ def render_pytorch3d(
     with torch.no_grad():
         fragments = MeshRasterizer(cameras=cams, raster_settings=settings)(meshes)
         images = shader(fragments, meshes)
-    packed = fragments.pix_to_face[..., 0].cpu().numpy().astype(np.int64)  # (V, H, W)
-    face_ids = np.where(packed >= 0, packed % n_faces, -1)
+    packed = fragments.pix_to_face.cpu().numpy().astype(np.int64)  # (V, H, W, K)
+    layers = np.where(packed >= 0, packed % n_faces, -1)
+    face_ids = np.ascontiguousarray(layers[..., 0])
     zbuf = fragments.zbuf[..., 0].cpu().numpy().astype(np.float32)
     depth = np.where(face_ids >= 0, zbuf, np.inf).astype(np.float32)
     rgb = images[..., :3].clamp(0.0, 1.0).permute(0, 3, 1, 2).cpu().numpy().astype(np.float32)
-    return Rasterization(face_ids, depth, np.ascontiguousarray(rgb))
+    return Rasterization(
+        face_ids, depth, np.ascontiguousarray(rgb), layers if faces_per_pixel > 1 else None
+    )
