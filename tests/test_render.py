@@ -3,14 +3,20 @@ PyTorch3D's shading formula and back-face culling."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import trimesh
 
-from bt3d.cameras import Cameras, look_at, view_sphere
+from bt3d.cameras import Cameras, fit_cameras, look_at, view_sphere
 from bt3d.errors import ConfigError
+from bt3d.io import read_pcd, read_ply
 from bt3d.render import AMBIENT, DIFFUSE, GREY, SPECULAR, available_backends, render
 from bt3d.structures import Mesh
+from bt3d.visibility import point_visibility
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _cameras(eyes, image_size: int, fov: float = 60.0) -> Cameras:
@@ -224,3 +230,31 @@ def test_pytorch3d_backend_explains_how_to_install_it():
         pytest.skip("pytorch3d is installed here")
     with pytest.raises(ConfigError, match="pytorch3d.*INSTALL|INSTALL"):
         render(_facing_triangle(), _cameras([[0.0, 0.0, 1.5]], 8), backend="pytorch3d")
+
+
+def test_real_chair_two_sided_copies_render_cleanly_with_culling():
+    """The KeypointNet sample chair models every surface as two coincident faces of opposite
+    winding: with culling each pixel shows the copy facing the camera (full coverage, lit);
+    without culling the copies z-fight and many pixels show the unlit back copy."""
+    meshes = sorted((SHARED / "keypointnet-sample" / "ShapeNetCore.v2.ply").glob("*/*.ply"))
+    if not meshes:
+        pytest.skip("../shared/data not present")
+    mesh = read_ply(meshes[0])
+    points, _ = read_pcd(
+        SHARED / "keypointnet-sample" / "pcds" / meshes[0].parent.name / f"{meshes[0].stem}.pcd"
+    )
+    cams = fit_cameras(points, view_sphere(n_azimuth=4, n_polar=2), image_size=96)
+    culled = render(mesh, cams)
+    both = render(mesh, cams, cull_backfaces=False)
+    np.testing.assert_array_equal(culled.face_ids >= 0, both.face_ids >= 0)
+    fg = culled.face_ids >= 0
+    normals = np.cross(*(mesh.triangles[:, [1, 2]] - mesh.triangles[:, [0]]).transpose(1, 0, 2))
+    view, rows, cols = np.nonzero(fg)
+    faces = culled.face_ids[fg]
+    towards_camera = np.einsum(
+        "ij,ij->i", normals[faces], cams.centres()[view] - mesh.triangles[faces, 0]
+    )
+    assert (towards_camera >= 0).all()
+    assert (both.face_ids[fg] != culled.face_ids[fg]).mean() > 0.05
+    visible = point_visibility(mesh, points, culled.face_ids)
+    assert visible.any(axis=0).mean() > 0.95

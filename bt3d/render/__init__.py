@@ -93,10 +93,13 @@ def render(
         textured: shade with the mesh's vertex colours instead of grey 0.7 (falls back to grey
             when the mesh has none).
         cull_backfaces: ignore faces seen from behind, as the paper's PyTorch3D settings; a ray
-            then continues to the next front face. ShapeNet meshes are often not consistently
-            oriented, so culling lets some rays pass through the shape's wrongly wound faces;
-            ``False`` shows the nearest face whatever its winding (truer geometry, not the
-            paper's setting).
+            then continues to the next front face. Keep it on for KeypointNet/ShapeNet meshes:
+            they are not consistently oriented, and the sample chair models every surface as
+            two coincident faces of opposite winding; with culling each view sees the copy that
+            faces it, lit, while without culling the copies z-fight and about a quarter of the
+            chair's pixels show the unlit back copy. On a mesh whose faces are wound the wrong
+            way, culling makes those faces see-through; ``False`` then shows the nearest face
+            whatever its winding (not the paper's setting).
         light_locations: (V, 3) point-light positions; default the camera centres. (The
             reference keeps the light on the view sphere when it moves a camera back.)
         faces_per_pixel: K > 1 also returns the K nearest faces along each ray as
