@@ -2,15 +2,18 @@
 # Run:  snakemake --cores 2                      (default config.yaml: synthetic + offline ViT-S)
 #       snakemake --cores 8 --configfile config/paper.yaml
 #       snakemake --report results/<run>/report.html
+import os
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The defaults beside this Snakefile; `--configfile other.yaml` overrides any key.
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+include: "workflow/rules/config.smk"
 
 
 report: "workflow/report/workflow.rst"

