@@ -25,7 +25,8 @@ from bt3d.errors import DataError
 from bt3d.structures import Mesh
 
 _SEED_NEIGHBOURS = 8  # centroids whose exact distances bound a point's nearest-face distance
-_BIG_QUANTILE = 0.99  # triangles larger than this quantile of radii are checked for every point
+_SPLIT_FACTOR = 2.0  # faces with a bounding radius above this x the median go to the box test
+_DENSE_BLOCK = 1 << 22  # point-face box tests per block
 
 
 def _segment_sqdist(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -77,10 +78,11 @@ def _best_per_point(point: np.ndarray, face: np.ndarray, sqdist: np.ndarray, n: 
 def nearest_faces(mesh: Mesh, points: np.ndarray) -> np.ndarray:
     """Index of the mesh face nearest to each point (exact point-triangle distance).
 
-    Candidates come from a KD-tree over face centroids: a face with centroid ``c`` and
-    bounding radius ``r`` is at least ``|p - c| - r`` away, so only faces with that bound below
-    an upper bound of the nearest distance (from the ``_SEED_NEIGHBOURS`` nearest centroids) are
-    measured exactly.
+    Every face within an upper bound ``b`` of a point's nearest distance (the distance to its
+    nearest vertex, or to the faces of its ``_SEED_NEIGHBOURS`` nearest centroids) is measured
+    exactly. Small faces (bounding radius ``r <= split``) are found with a KD-tree over
+    centroids (centroid within ``b + split``); larger ones (long thin ShapeNet slats) by testing
+    their bounding boxes against the box ``p +- b``, for every point at once.
 
     Args:
         mesh: F faces.
@@ -96,33 +98,48 @@ def nearest_faces(mesh: Mesh, points: np.ndarray) -> np.ndarray:
     tri = mesh.triangles
     centroid = tri.mean(axis=1)
     radius = np.linalg.norm(tri - centroid[:, None], axis=2).max(axis=1)
-    tree = cKDTree(centroid)
+    bound = _distance_bound(mesh, points, centroid)
 
-    k = min(_SEED_NEIGHBOURS, len(tri))
-    _, seed = tree.query(points, k=k)
-    seed = seed.reshape(n, k)
-    seed_d = point_triangle_sqdist(np.repeat(points, k, axis=0), tri[seed.reshape(-1)])
-    bound = np.sqrt(seed_d.reshape(n, k).min(axis=1)) * (1 + 1e-9) + 1e-12
-
-    split = np.quantile(radius, _BIG_QUANTILE)
-    big = np.flatnonzero(radius > split)
+    split = min(_SPLIT_FACTOR * float(np.median(radius)), float(radius.max()))
     small = np.flatnonzero(radius <= split)
+    big = np.flatnonzero(radius > split)
     pairs_p, pairs_f = [], []
     if len(small):
-        small_tree = cKDTree(centroid[small])
-        lists = small_tree.query_ball_point(points, bound + split, return_sorted=False)
+        lists = cKDTree(centroid[small]).query_ball_point(
+            points, bound + split, return_sorted=False
+        )
         counts = np.fromiter((len(x) for x in lists), dtype=np.int64, count=n)
         pairs_p.append(np.repeat(np.arange(n), counts))
         pairs_f.append(small[np.fromiter((i for x in lists for i in x), np.int64, counts.sum())])
     if len(big):
-        pairs_p.append(np.repeat(np.arange(n), len(big)))
-        pairs_f.append(np.tile(big, n))
+        lo, hi = tri[big].min(axis=1), tri[big].max(axis=1)
+        for rows in np.array_split(np.arange(n), max(1, n * len(big) // _DENSE_BLOCK)):
+            p_lo = points[rows] - bound[rows, None]
+            p_hi = points[rows] + bound[rows, None]
+            overlap = np.all((lo[None] <= p_hi[:, None]) & (hi[None] >= p_lo[:, None]), axis=2)
+            i, j = np.nonzero(overlap)
+            pairs_p.append(rows[i])
+            pairs_f.append(big[j])
     p_idx, f_idx = np.concatenate(pairs_p), np.concatenate(pairs_f)
     lower = np.linalg.norm(points[p_idx] - centroid[f_idx], axis=1) - radius[f_idx]
     keep = lower <= bound[p_idx]
     p_idx, f_idx = p_idx[keep], f_idx[keep]
     d = point_triangle_sqdist(points[p_idx], tri[f_idx])
     return _best_per_point(p_idx, f_idx, d, n)
+
+
+def _distance_bound(mesh: Mesh, points: np.ndarray, centroid: np.ndarray) -> np.ndarray:
+    """(N,) an upper bound of each point's distance to the mesh, slightly inflated so that the
+    candidate tests never drop the nearest face to rounding."""
+    n = len(points)
+    used = np.unique(mesh.faces)
+    vertex_d, _ = cKDTree(mesh.vertices[used]).query(points)
+    k = min(_SEED_NEIGHBOURS, len(centroid))
+    _, seed = cKDTree(centroid).query(points, k=k)
+    seed = seed.reshape(n, k)
+    seed_d = point_triangle_sqdist(np.repeat(points, k, axis=0), mesh.triangles[seed.ravel()])
+    bound = np.minimum(np.sqrt(seed_d.reshape(n, k).min(axis=1)), vertex_d)
+    return bound * (1 + 1e-9) + 1e-12
 
 
 def edge_adjacency(mesh: Mesh) -> sp.csr_matrix:
