@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 import trimesh
 
 from bt3d.cameras import Cameras, fit_cameras, look_at, view_sphere
+from bt3d.io import read_pcd, read_ply
 from bt3d.render import render
 from bt3d.structures import Mesh
 from bt3d.visibility import (
@@ -14,6 +18,8 @@ from bt3d.visibility import (
     point_triangle_sqdist,
     point_visibility,
 )
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _mesh() -> Mesh:
@@ -57,6 +63,35 @@ def test_nearest_faces_are_exact():
     best = d.min(axis=1)
     np.testing.assert_array_equal(d[np.arange(len(points)), got], best)
     # ties go to the lowest index
+    np.testing.assert_array_equal(got, np.argmax(d == best[:, None], axis=1))
+
+
+def test_nearest_faces_exact_among_long_thin_faces():
+    # ShapeNet-like: many small faces plus long slats, which take the bounding-box path
+    rng = np.random.default_rng(7)
+    ball = trimesh.creation.icosphere(subdivisions=2, radius=0.3)
+    starts = rng.uniform(-0.5, 0.5, (40, 3))
+    axis = rng.normal(size=(40, 3))
+    slats = np.stack([starts, starts + axis * 0.4, starts + 0.01 * rng.normal(size=(40, 3))], 1)
+    vertices = np.concatenate([ball.vertices, slats.reshape(-1, 3)])
+    faces = np.concatenate([ball.faces, len(ball.vertices) + np.arange(120).reshape(40, 3)])
+    mesh = Mesh(vertices, faces)
+    points = rng.uniform(-0.6, 0.6, (300, 3))
+    got = nearest_faces(mesh, points)
+    d = _brute_sqdist(mesh, points)
+    np.testing.assert_array_equal(got, np.argmin(d, axis=1))
+
+
+def test_nearest_faces_exact_on_the_real_chair():
+    meshes = sorted((SHARED / "keypointnet-sample" / "ShapeNetCore.v2.ply").glob("*/*.ply"))
+    if not meshes:
+        pytest.skip("../shared/data not present")
+    mesh = read_ply(meshes[0])
+    pcd = SHARED / "keypointnet-sample" / "pcds" / meshes[0].parent.name / f"{meshes[0].stem}.pcd"
+    points = read_pcd(pcd)[0][::16].astype(np.float64)
+    got = nearest_faces(mesh, points)
+    d = _brute_sqdist(mesh, points)
+    best = d.min(axis=1)
     np.testing.assert_array_equal(got, np.argmax(d == best[:, None], axis=1))
 
 
