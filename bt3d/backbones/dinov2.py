@@ -11,6 +11,8 @@ head keys are handled). Without a checkpoint they are downloaded once from
 
 from __future__ import annotations
 
+import importlib.util
+import math
 import os
 import re
 import urllib.error
@@ -117,28 +119,88 @@ def download_state_dict(url: str, timeout: float = DOWNLOAD_TIMEOUT_S) -> dict[s
     return read_checkpoint(cached)
 
 
+def timm_model_name(name: str) -> str:
+    """timm's name of the same weights, e.g. ``vit_small_patch14_reg4_dinov2.lvd142m``."""
+    arch, reg = _parse_name(name)
+    size = {"vits14": "small", "vitb14": "base", "vitl14": "large", "vitg14": "giant"}[arch]
+    return f"vit_{size}_patch14{'_reg4' if reg else ''}_dinov2.lvd142m"
+
+
+def timm_to_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a timm DINOv2 state dict to the official keys.
+
+    timm's ``_convert_dinov2`` dropped ``mask_token``, renamed the SwiGLU ``mlp.w12``/``mlp.w3``
+    to ``mlp.fc1``/``mlp.fc2`` (same tensors, same chunk order) and, for register models
+    (timm's ``no_embed_class``), renamed ``register_tokens`` -> ``reg_token``, added the class
+    position embedding into ``cls_token`` and kept only the grid part of ``pos_embed``. The
+    inverse keeps that sum in ``cls_token`` and gives the class a zero position embedding,
+    which computes the same tokens. Its classifier ``head`` is empty for these models.
+    """
+    swiglu = any(k.endswith("mlp.fc1.weight") for k in state) and any(
+        k.endswith("mlp.fc2.weight") and v.shape[1] * 2 == state[k.replace("fc2", "fc1")].shape[0]
+        for k, v in state.items()
+    )
+    out = {}
+    for key, value in state.items():
+        if key.startswith("head."):
+            continue
+        key = "register_tokens" if key == "reg_token" else key
+        if swiglu:
+            key = key.replace(".mlp.fc1.", ".mlp.w12.").replace(".mlp.fc2.", ".mlp.w3.")
+        out[key] = value
+    pos = out["pos_embed"]
+    if math.isqrt(pos.shape[1]) ** 2 == pos.shape[1]:  # grid only: no class position
+        out["pos_embed"] = torch.cat([torch.zeros_like(pos[:, :1]), pos], dim=1)
+    out.setdefault("mask_token", torch.zeros(1, state["cls_token"].shape[-1]))
+    return out
+
+
+def timm_state_dict(name: str) -> tuple[dict[str, torch.Tensor], str]:
+    """Weights through timm (only when timm is importable; it downloads from the HF hub)."""
+    if importlib.util.find_spec("timm") is None:
+        raise BackboneError(f"source='timm' for {name!r} needs the timm package, not installed")
+    import timm
+
+    model_name = timm_model_name(name)
+    try:
+        model = timm.create_model(model_name, pretrained=True, num_classes=0)
+    except OSError as exc:  # requests/huggingface_hub connection errors derive from OSError
+        raise OfflineError(
+            f"timm could not fetch {model_name} ({exc}); download the official .pth elsewhere "
+            f"and set backbone.checkpoint in the config to its path"
+        ) from exc
+    return timm_to_official(model.state_dict()), f"timm:{model_name}"
+
+
 def build(
     name: str,
     device: torch.device | str = "cpu",
     checkpoint: str | None = None,
     layer: str | None = None,
+    source: str = "url",
     depth: int | None = None,
 ) -> ViTBackbone:
     """A DINOv2 backbone with official weights.
 
     Args:
         name: ``dinov2_vit{s,b,l,g}14`` or ``..._reg``.
-        checkpoint: local ``.pth``; default: the official URL via the torch hub cache.
+        checkpoint: local ``.pth``; it wins over ``source``.
         layer: feature layer (see :func:`bt3d.backbones.vit.parse_layer`); default last_norm.
+        source: without a checkpoint, ``"url"`` (official file via the torch hub cache) or
+            ``"timm"`` (timm's copy of the same weights; timm must be importable).
         depth: keep only the first ``depth`` blocks (small test models); default all.
     """
     config = config_for(name)
     if depth is not None:
         config = replace(config, depth=depth)
     if checkpoint:
-        state, source = read_checkpoint(checkpoint), str(checkpoint)
+        state, origin = read_checkpoint(checkpoint), str(checkpoint)
+    elif source == "url":
+        origin = checkpoint_url(name)
+        state = download_state_dict(origin)
+    elif source == "timm":
+        state, origin = timm_state_dict(name)
     else:
-        url = checkpoint_url(name)
-        state, source = download_state_dict(url), url
-    vit = vit_from_state_dict(config, state, source)
+        raise BackboneError(f"backbone.source {source!r} is unknown; expected 'url' or 'timm'")
+    vit = vit_from_state_dict(config, state, origin)
     return ViTBackbone(name, vit, layer or "last_norm").to(device).eval()

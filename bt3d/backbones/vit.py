@@ -31,6 +31,7 @@ Feature layers (``layer`` argument, see :func:`parse_layer`):
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, replace
@@ -103,7 +104,9 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
+@functools.lru_cache(maxsize=1)
 def _xformers_attention():
+    """xformers' memory-efficient attention when importable, else None (checked once)."""
     try:
         from xformers.ops import memory_efficient_attention
     except ImportError:
