@@ -142,6 +142,10 @@ class DaisyBackbone(nn.Module):
         """(V, 3, H, W) in [0, 1] -> (V, feature_dim, H // p, W // p) float32."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise BackboneError(f"{NAME}: expected images (V, 3, H, W), got {tuple(images.shape)}")
+        with torch.autocast(images.device.type, enabled=False):  # stays float32 under autocast
+            return self._describe(images.float())
+
+    def _describe(self, images: torch.Tensor) -> torch.Tensor:
         p, r = self.patch_size, self.radius
         height, width = images.shape[-2:]
         h, w = height // p, width // p
