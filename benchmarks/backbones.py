@@ -41,10 +41,18 @@ def measure_one(name: str, layer: str | None, args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
+    random_weights = False
     try:
         backbone = get_backbone(name, device=args.device, layer=layer)
     except (BackboneError, OfflineError) as exc:
-        return {"name": name, "layer": layer, "skipped": str(exc).split(". ")[0]}
+        if not (args.random_weights and name.startswith("dinov2_vit") and "offline" not in name):
+            return {"name": name, "layer": layer, "skipped": str(exc).split(". ")[0]}
+        from bt3d.backbones.dinov2 import config_for
+        from bt3d.backbones.vit import DinoVisionTransformer, ViTBackbone
+
+        vit = DinoVisionTransformer(config_for(name))  # same cost as the real weights
+        backbone = ViTBackbone(name, vit, layer or "last_norm").to(args.device).eval()
+        random_weights = True
     build_s = time.perf_counter() - start
     loaded_mb = _proc_status_mb("VmRSS")
     images = torch.rand(
@@ -60,6 +68,7 @@ def measure_one(name: str, layer: str | None, args: argparse.Namespace) -> dict:
     return {
         "name": name,
         "layer": layer,
+        "random_weights": random_weights,
         "shape": list(maps.shape),
         "build_s": build_s,
         "batch_s": statistics.median(times),
@@ -112,6 +121,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--backbones", nargs="*", help="default: all available")
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="time DINOv2 architectures whose weights cannot be had with random weights",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--layer", help=argparse.SUPPRESS)
     parser.add_argument("--onnx-diff", action="store_true", help=argparse.SUPPRESS)
@@ -132,7 +146,7 @@ def main() -> None:
     common = [
         f"--{k}={getattr(args, k.replace('-', '_'))}"
         for k in ("views", "size", "threads", "batch-size", "repeats", "device")
-    ]
+    ] + (["--random-weights"] if args.random_weights else [])
     print(
         f"torch {torch.__version__}, {args.threads} threads, {args.views} views of "
         f"{args.size}x{args.size}, batch {args.batch_size}, median of {args.repeats}"
@@ -145,6 +159,7 @@ def main() -> None:
             cmd.append(f"--layer={layer}")
         result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
         label = name + (f" [{layer}]" if layer else "")
+        label += " (random w.)" if result.get("random_weights") else ""
         if "skipped" in result:
             print(f"{label:34s} skipped: {result['skipped']}")
             continue

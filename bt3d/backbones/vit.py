@@ -248,10 +248,10 @@ def parse_layer(layer: str, depth: int) -> tuple[int, ...]:
     elif span and int(span.group(1)) <= int(span.group(2)):
         indices = tuple(range(int(span.group(1)), int(span.group(2)) + 1))
     else:
-        raise BackboneError(f"unknown feature layer {layer!r}; expected {LAYER_CHOICES_HELP}")
+        raise BackboneError(f"backbone.layer {layer!r} is unknown; expected {LAYER_CHOICES_HELP}")
     if indices[-1] >= depth:
         raise BackboneError(
-            f"feature layer {layer!r} asks for block {indices[-1]}, but the model has "
+            f"backbone.layer {layer!r} asks for block {indices[-1]}, but the model has "
             f"blocks 0..{depth - 1}"
         )
     return indices
