@@ -29,7 +29,7 @@ def run(main: Callable[[Any], None], snakemake: Any) -> None:
 
     log_path = Path(snakemake.log[0])
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as log:
+    with open(log_path, "w", encoding="utf-8", buffering=1) as log:
         try:
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
                 main(snakemake)
