@@ -134,3 +134,16 @@ def test_save_load_round_trip_and_header_check(tmp_path: Path, features) -> None
     assert np.abs(loaded.geodesic - sf.geodesic).max() <= 2.5e-4 * sf.geodesic.max()
     with pytest.raises(CacheError, match="config_hash"):
         load_shape_features(path, expected={"config_hash": "h2"})
+
+
+def test_stage_timer_traces_numpy_peaks_when_asked() -> None:
+    timer = StageTimer(trace_python=True)
+    with timer.stage("alloc"):
+        block = np.ones(2**20, dtype=np.float64)  # 8 MiB
+        del block
+    with timer.stage("small"):
+        np.ones(10)
+    alloc, small = timer.records
+    assert alloc.python_peak_mb is not None and 7.5 < alloc.python_peak_mb < 12
+    assert small.python_peak_mb < 1
+    assert StageTimer().records == []
