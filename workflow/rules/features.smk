@@ -34,7 +34,7 @@ rule features:
         f"logs/{RUN}/features/{{category}}-{{shard}}.log",
     conda:
         "../../envs/features.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=RESOURCES.get("features_mem_mb", 4000),
         gpu=1 if is_cuda() else 0,

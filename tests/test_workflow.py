@@ -1,0 +1,128 @@
+"""End-to-end: the real snakemake CLI on config/test.yaml in a temporary working directory.
+
+Slow (about two minutes on two cores); CI runs it (`make test`).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
+TEST_CONFIG = REPO / "config" / "test.yaml"
+CATEGORIES = ["airplane", "chair"]
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: Path, *args: str, configs: tuple[Path, ...] = ()) -> str:
+    """Run snakemake on the repository's Snakefile in ``workdir``; return its output."""
+    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(TEST_CONFIG), *map(str, configs), *args]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    out = result.stdout + result.stderr
+    if result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out[-4000:]}")
+    return out
+
+
+def planned(workdir: Path, *configs: Path) -> dict[str, int]:
+    """Jobs per rule that a dry run plans (empty when nothing is to be done)."""
+    out = snakemake(workdir, "-n", configs=configs)
+    counts = {}
+    for name, count in re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.MULTILINE):
+        if name != "total":
+            counts[name] = int(count)
+    return counts
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("workflow")
+    snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+def test_tables_have_the_documented_columns(run_dir: Path) -> None:
+    tables = run_dir / "results" / "test" / "tables"
+    miou = pd.read_csv(tables / "miou.csv")
+    assert list(miou.columns) == ["category", "threshold", "miou"]
+    assert sorted(miou["category"].unique()) == CATEGORIES
+    assert miou["threshold"].round(2).tolist()[:11] == [round(0.01 * i, 2) for i in range(11)]
+    assert miou["miou"].between(0, 1).all()
+    assert list(pd.read_csv(tables / "pck.csv").columns) == ["category", "threshold", "pck"]
+    per_kp = pd.read_csv(tables / "per_keypoint.csv")
+    assert list(per_kp.columns) == ["category", "semantic_id", "threshold", "pck"]
+    baseline = pd.read_csv(tables / "baseline.csv")
+    assert list(baseline.columns) == ["category", "threshold", "miou", "pck"]
+
+
+def test_markdown_table_is_laid_out_like_the_paper(run_dir: Path) -> None:
+    lines = (run_dir / "results" / "test" / "tables" / "miou.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| category"))
+    assert header.split("|")[3].strip() == "0.00" and header.split("|")[-2].strip() == "0.10"
+    rows = [line for line in lines if line.startswith("| airplane") or line.startswith("| chair")]
+    assert [r.split("|")[2].strip() for r in rows] == ["ours", "random", "ours", "random"]
+
+
+def test_plots_and_report(run_dir: Path) -> None:
+    plots = run_dir / "results" / "test" / "plots"
+    for name in ["miou.png", "pck.png", "keypoints/airplane.png", "keypoints/chair.png"]:
+        assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    report = run_dir / "results" / "test" / "report.html"
+    snakemake(run_dir, "--report", str(report))
+    html = report.read_text(errors="replace")
+    assert "miou.csv" in html and "miou.png" in html
+
+
+def test_second_dry_run_plans_nothing(run_dir: Path) -> None:
+    assert planned(run_dir) == {}
+
+
+def test_optimiser_change_reruns_optimisation_but_not_features(run_dir: Path) -> None:
+    override = run_dir / "alpha.yaml"
+    override.write_text("optimiser:\n  alpha: 2.0\n")
+    plan = planned(run_dir, override)
+    assert plan.get("optimize") == 4 and plan.get("evaluate") == 2 and plan.get("aggregate") == 1
+    assert "features" not in plan and "geodesics" not in plan and "prototypes" not in plan
+
+
+def test_feature_change_reruns_features_but_not_geodesics(run_dir: Path) -> None:
+    override = run_dir / "sigma.yaml"
+    override.write_text("features:\n  sigma: 0.02\n")
+    plan = planned(run_dir, override)
+    assert plan.get("features") == 4 and plan.get("prototypes") == 2 and plan.get("optimize") == 4
+    assert "geodesics" not in plan and "synthetic" not in plan
+
+
+def test_rerun_after_change_then_nothing_planned(run_dir: Path) -> None:
+    features = sorted((run_dir / "results" / "test" / "features").rglob("*.npz"))
+    before = {p: p.stat().st_mtime_ns for p in features}
+    override = run_dir / "alpha.yaml"
+    override.write_text("optimiser:\n  alpha: 2.0\n")
+    snakemake(run_dir, "--cores", "2", configs=(override,))
+    assert {p: p.stat().st_mtime_ns for p in features} == before
+    assert planned(run_dir, override) == {}
+
+
+def test_library_error_is_one_clean_line(run_dir: Path) -> None:
+    override = run_dir / "bad_backbone.yaml"
+    override.write_text("backbone:\n  name: no_such_backbone\n")
+    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(run_dir),
+           "--configfile", str(TEST_CONFIG), str(override), "--cores", "1",
+           "--until", "features"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    logs = [p.read_text() for p in (run_dir / "logs" / "test" / "features").glob("*.log")]
+    failed = [text for text in logs if "no_such_backbone" in text]
+    assert len(failed) == 1, logs
+    assert failed[0].startswith("BackboneError: unknown backbone 'no_such_backbone'")
+    assert failed[0].count("\n") == 1 and "Traceback" not in failed[0]
+    assert "[features] BackboneError" in result.stderr + result.stdout
