@@ -73,7 +73,7 @@ def dry_run(workdir: Path, override: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [SNAKEMAKE, "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
          "--configfile", str(workdir / "override.yaml")],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, cwd=workdir,
     )  # fmt: skip
 
 

@@ -5,6 +5,7 @@ Slow (about two minutes on two cores); CI runs it (`make test`).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ def snakemake(workdir: Path, *args: str, configs: tuple[Path, ...] = ()) -> str:
     """Run snakemake on the repository's Snakefile in ``workdir``; return its output."""
     cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(TEST_CONFIG), *map(str, configs), *args]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=workdir)
     out = result.stdout + result.stderr
     if result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out[-4000:]}")
@@ -118,7 +119,7 @@ def test_library_error_is_one_clean_line(run_dir: Path) -> None:
     cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(run_dir),
            "--configfile", str(TEST_CONFIG), str(override), "--cores", "1",
            "--until", "features"]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=run_dir)
     assert result.returncode != 0
     logs = [p.read_text() for p in (run_dir / "logs" / "test" / "features").glob("*.log")]
     failed = [text for text in logs if "no_such_backbone" in text]
@@ -126,3 +127,32 @@ def test_library_error_is_one_clean_line(run_dir: Path) -> None:
     assert failed[0].startswith("BackboneError: unknown backbone 'no_such_backbone'")
     assert failed[0].count("\n") == 1 and "Traceback" not in failed[0]
     assert "[features] BackboneError" in result.stderr + result.stdout
+
+
+KEYPOINTNET = "dataset:\n  name: keypointnet\n  root: data/kp\n  categories: [chair]\n"
+
+
+def test_download_offline_fails_fast_saying_what_to_do(tmp_path: Path) -> None:
+    override = tmp_path / "kp.yaml"
+    override.write_text(KEYPOINTNET)
+    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", str(TEST_CONFIG), str(override), "--cores", "1",
+           "--until", "download_sample_order"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "[download_sample_order] OfflineError: cannot download the sample order" in out
+    assert "`dvc pull`" in out and "dataset.root" in out
+    assert not (tmp_path / "data" / "kp" / "benchmark_indices.csv").exists()
+
+
+def test_complete_keypointnet_folder_is_used_as_it_is(tmp_path: Path, shared_data: Path) -> None:
+    root = tmp_path / "data" / "kp"
+    shutil.copytree(shared_data / "keypointnet-sample", root)
+    shutil.copy(shared_data / "benchmark_indices.csv", root / "benchmark_indices.csv")
+    override = tmp_path / "kp.yaml"
+    override.write_text(KEYPOINTNET)
+    plan = planned(tmp_path, override)
+    assert plan.get("geodesics") == 2 and plan.get("features") == 2
+    assert "download" not in plan and "download_sample_order" not in plan
