@@ -46,8 +46,8 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff format --check scripts tests
-	$(BIN)/ruff check scripts tests
+	$(BIN)/ruff format --check bt3d scripts tests
+	$(BIN)/ruff check bt3d scripts tests
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
 
