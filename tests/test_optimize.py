@@ -60,11 +60,10 @@ def test_zero_target_distances_are_excluded():
     x, f, d, f_kp, d_kp = _tiny()
     t = [torch.tensor(a, dtype=torch.float64) for a in (x, f, d, f_kp, d_kp)]
     base = reference_loss(*t).item()
-    # pairs with D_kp == 0 (incl. the diagonal) may take any S^T D S value: changing D along
-    # the direction that moves only those entries does not change the loss ...
+    # pairs with D_kp == 0 (here the diagonal and pair (0, 2)) do not enter the loss: it
+    # equals the loss computed over the positive pairs only, and differs from the full norm
     masked = torch.tensor(d_kp == 0)
     assert masked.sum() == 5
-    # ... so the loss equals one computed with only the positive pairs
     s = torch.softmax(t[0], dim=1)[:, :3]
     sds = s.T @ t[2] @ s
     feature = torch.linalg.matrix_norm(s.T @ t[1] - t[3])
