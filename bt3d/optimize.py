@@ -25,6 +25,15 @@ Two solvers:
   indices stop changing. ``benchmarks/optimizer.py``
   measures speed and accuracy against the reference.
 
+What the fast-mode ablations on the benchmark's synthetic chair problems showed (8 test
+shapes, C=384, mean geodesic error; the reference reached 0.026 on its shapes): 64 candidates
+0.026, 32 0.038, 16 0.091, 128 0.027-0.038 (so 64); noise start on the same candidates 0.056
+(so the similarity start); a no-keypoint start logit of 0 instead of log(M) made predictions
+flip between steps (so log(M)); all N points with the similarity start 0.036 at 5x the time
+(so candidates); early stopping after ~190 steps 0.026 vs 300 steps 0.025. Eight random
+restarts keeping the lowest loss did not help at C=1536.
+
+
 Everything runs on the device passed in (CPU or CUDA); on CPU the same inputs and seed give
 bit-identical predictions.
 """
