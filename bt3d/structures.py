@@ -36,10 +36,14 @@ class Mesh:
         v = np.asarray(self.vertices, dtype=np.float64)
         f = np.asarray(self.faces)
         if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
-            raise DataError(f"{self.source}: vertices must be a non-empty (V, 3) array, got {v.shape}")
+            raise DataError(
+                f"{self.source}: vertices must be a non-empty (V, 3) array, got {v.shape}"
+            )
         if not np.isfinite(v).all():
             bad = int(np.flatnonzero(~np.isfinite(v).all(axis=1))[0])
-            raise DataError(f"{self.source}: vertex {bad} has a non-finite coordinate {v[bad].tolist()}")
+            raise DataError(
+                f"{self.source}: vertex {bad} has a non-finite coordinate {v[bad].tolist()}"
+            )
         if f.ndim != 2 or f.shape[1] != 3 or len(f) == 0:
             raise DataError(f"{self.source}: faces must be a non-empty (F, 3) array, got {f.shape}")
         if not np.issubdtype(f.dtype, np.integer):
