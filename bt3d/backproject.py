@@ -74,16 +74,29 @@ def _check_sampling_inputs(
         )
 
 
-def _nearest(maps: torch.Tensor, pixels: torch.Tensor, image_size: int) -> torch.Tensor:
-    """(Vc, C, h, w), (Vc, N, 2) -> (Vc, N, C): the cell each projection falls in."""
-    vc, c, h, w = maps.shape
+def _nearest_cells(pixels: torch.Tensor, h: int, w: int, image_size: int) -> torch.Tensor:
+    """(Vc, N, 2) pixels -> (Vc, N) int64 index ``row * w + col`` of the cell each falls in."""
     # floor(pixel / cell size), cell size = image_size / w; a pixel exactly on the far image
     # edge (allowed by the reference's check) belongs to the last cell.
     col = torch.floor(pixels[..., 0] * (w / image_size)).long().clamp_(0, w - 1)
     row = torch.floor(pixels[..., 1] * (h / image_size)).long().clamp_(0, h - 1)
-    flat = maps.reshape(vc, c, h * w)
-    index = (row * w + col).unsqueeze(1).expand(vc, c, -1)
-    return torch.gather(flat, 2, index).transpose(1, 2)
+    return row * w + col
+
+
+def _accumulate_nearest(
+    total: torch.Tensor, maps: torch.Tensor, pixels: torch.Tensor, visible: torch.Tensor, size: int
+) -> None:
+    """Add, into ``total`` (N, C), the cell feature of every visible (view, point) pair.
+
+    Only visible pairs are gathered, from maps laid out as (Vc, h*w, C) so that each gathered
+    feature is one contiguous row: a dense (Vc, N, C) gather followed by a weighted sum is
+    about 40x slower on a CPU for 62 views x 2048 points x 384 channels.
+    """
+    vc, c, h, w = maps.shape
+    rows = maps.flatten(2).transpose(1, 2).contiguous()  # (Vc, h*w, C)
+    views, points = torch.nonzero(visible, as_tuple=True)
+    cells = _nearest_cells(pixels, h, w, size)[views, points]
+    total.index_add_(0, points, rows[views, cells])
 
 
 def _bilinear(maps: torch.Tensor, pixels: torch.Tensor, image_size: int) -> torch.Tensor:
@@ -140,14 +153,17 @@ def sample_point_features(
     # Hidden points may carry NaN or far-away projections: park them at the image centre so
     # that the sampling stays finite (their weight is 0 anyway).
     px = torch.where(vis.unsqueeze(-1), px, torch.full_like(px, image_size / 2.0))
-    sampler = _nearest if mode == "nearest" else _bilinear
     total = torch.zeros(n, c, dtype=torch.float32, device=device)
     step = max(1, _CHUNK_ELEMENTS // max(1, n * c))
     for start in range(0, v, step):
         stop = min(v, start + step)
-        sampled = sampler(maps[start:stop], px[start:stop], image_size)  # (Vc, N, C)
-        weight = vis[start:stop].to(torch.float32)
-        total += torch.einsum("vnc,vn->nc", sampled, weight)
+        if mode == "nearest":
+            _accumulate_nearest(
+                total, maps[start:stop], px[start:stop], vis[start:stop], image_size
+            )
+        else:
+            sampled = _bilinear(maps[start:stop], px[start:stop], image_size)  # (Vc, N, C)
+            total += (sampled * vis[start:stop].unsqueeze(-1)).sum(dim=0)
     counts = vis.sum(dim=0, dtype=torch.int64)
     seen = counts > 0
     total[seen] /= counts[seen].to(torch.float32).unsqueeze(-1)
