@@ -255,3 +255,103 @@ def load_json(path: str | os.PathLike[str]) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise CacheError(f"{src}: malformed JSON at line {exc.lineno}: {exc.msg}") from exc
+
+
+def verify_artifact(path: str | os.PathLike[str]) -> str | None:
+    """The problem of one run artifact, or None when it reads back cleanly.
+
+    ``.npz``: a zip with a ``__header__`` (prototypes: their own ``format_version``) of the
+    current format; ``.json``: valid JSON, predictions with a ``header`` of the current
+    format. Only self-consistency is checked: whether the settings match a config is the
+    consuming rule's check.
+    """
+    src = Path(path)
+    try:
+        if src.suffix == ".npz" and src.parent.name == "prototypes":
+            from bt3d.fewshot import KeypointPrototypes
+
+            KeypointPrototypes.load(src)
+        elif src.suffix == ".npz":
+            load_arrays(src)
+        elif src.suffix == ".json":
+            data = load_json(src)
+            if src.parent.parent.name == "predictions":
+                header = data.get("header") if isinstance(data, dict) else None
+                if not isinstance(header, dict):
+                    raise CacheError(f"{src}: predictions without a header")
+                check_header(src, header, {"format_version": FORMAT_VERSION})
+    except CacheError as exc:
+        return str(exc)
+    return None
+
+
+def dependents(path: str | os.PathLike[str]) -> list[Path]:
+    """Existing files of a ``results/<run>`` folder computed from the artifact ``path``.
+
+    The workflow's layout: ``geodesics|features/<category>/shard-<k>.npz`` ->
+    ``prototypes/<category>.npz`` -> ``predictions/<category>/*.json`` ->
+    ``metrics/<category>.json``, ``plots/keypoints/<category>.png`` -> ``tables/*``,
+    ``plots/*.png``, ``manifest.json``. Deleting an artifact together with these makes a
+    plain ``snakemake`` rerun rebuild it (Snakemake does not rebuild a missing intermediate
+    file whose consumers are up to date). A path outside that layout has no dependents.
+    """
+    src = Path(path)
+    stage = (
+        src.parent.name if src.parent.name in ("prototypes", "metrics") else src.parent.parent.name
+    )
+    category = src.stem if stage in ("prototypes", "metrics") else src.parent.name
+    order = ["geodesics", "features", "prototypes", "predictions", "metrics"]
+    if stage not in order:
+        return []
+    root = src.parents[1] if stage in ("prototypes", "metrics") else src.parents[2]
+    level = order.index(stage)
+    found: list[Path] = []
+    if level <= 1:
+        found.append(root / "prototypes" / f"{category}.npz")
+    if level <= 2:
+        found += sorted((root / "predictions" / category).glob("*.json"))
+    if level <= 3:
+        found += [root / "metrics" / f"{category}.json"]
+        found += [root / "plots" / "keypoints" / f"{category}.png"]
+    found += sorted((root / "tables").glob("*")) + [root / "manifest.json"]
+    found += [root / "plots" / "miou.png", root / "plots" / "pck.png"]
+    return [f for f in found if f.is_file() and f != src]
+
+
+def remove_with_dependents(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete ``path`` and its :func:`dependents`; returns the dependents deleted."""
+    removed = dependents(path)
+    Path(path).unlink(missing_ok=True)
+    for f in removed:
+        f.unlink(missing_ok=True)
+    return removed
+
+
+def verify_run(
+    folder: str | os.PathLike[str], delete: bool = False
+) -> tuple[int, list[tuple[Path, str]]]:
+    """Check every ``.npz``/``.json`` under ``folder`` (a ``results/<run>``) and stray temps.
+
+    Returns ``(files checked, [(path, problem), ...])``. With ``delete``, bad files and
+    leftover ``.*.tmp`` files of interrupted writes are removed, so that
+    ``snakemake`` rebuilds exactly them (and what depends on them).
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise CacheError(f"{root}: no such results folder")
+    bad: list[tuple[Path, str]] = []
+    checked = 0
+    for path in sorted(root.rglob("*")):
+        if not path.is_file():
+            continue
+        if path.name.startswith(".") and path.name.endswith(".tmp"):
+            bad.append((path, f"{path}: temporary file of an interrupted write"))
+        elif path.suffix in (".npz", ".json"):
+            checked += 1
+            problem = verify_artifact(path)
+            if problem:
+                bad.append((path, problem))
+    if delete:
+        for path, _ in bad:
+            remove_with_dependents(path)
+    return checked, bad

@@ -80,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     pred.add_argument("--device", default="cpu")
 
     sub.add_parser("backbones", help="list the registered backbones")
+
+    ver = sub.add_parser(
+        "verify", help="check every artifact of a results folder; --delete removes bad ones"
+    )
+    ver.add_argument("folder", type=Path, metavar="FOLDER", help="e.g. results/<run>")
+    ver.add_argument("--delete", action="store_true", help="delete corrupt/stale files")
     return parser
 
 
@@ -214,11 +220,22 @@ def _cmd_backbones(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from bt3d.cache import verify_run
+
+    checked, bad = verify_run(args.folder, delete=args.delete)
+    for _path, problem in bad:
+        print(f"{'deleted' if args.delete else 'bad'}: {problem}")
+    print(f"{args.folder}: {checked} artifacts checked, {len(bad)} bad")
+    return 1 if bad and not args.delete else 0
+
+
 COMMANDS = {
     "synthetic": _cmd_synthetic,
     "features": _cmd_features,
     "predict": _cmd_predict,
     "backbones": _cmd_backbones,
+    "verify": _cmd_verify,
 }
 
 

@@ -18,14 +18,18 @@ Pairs that never occur together keep a target distance of 0, which the optimiser
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from bt3d.errors import ConfigError, DataError
+from bt3d.errors import CacheError, ConfigError, DataError
 
 REDUCTIONS = ("mean", "sum")
 _FORMAT_VERSION = 1
@@ -75,9 +79,13 @@ class KeypointPrototypes:
     def num_keypoints(self) -> int:
         return len(self.semantic_ids)
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the prototypes to ``path`` (``.npz``) atomically (temp file, then rename)."""
+    def save(self, path: str | os.PathLike, header: Mapping[str, Any] | None = None) -> Path:
+        """Write the prototypes to ``path`` (``.npz``) atomically (temp file, then rename).
+
+        ``header`` (JSON-serialisable) is stored too and checked by :meth:`load`.
+        """
         path = Path(path)
+        text = json.dumps(dict(header or {}), sort_keys=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
@@ -91,6 +99,7 @@ class KeypointPrototypes:
                     pair_counts=self.pair_counts,
                     shot_ids=np.asarray(self.shot_ids, dtype=str),
                     reduction=np.asarray(self.reduction),
+                    __header__=np.frombuffer(text.encode("utf-8"), dtype=np.uint8),
                 )
             os.replace(tmp, path)
         except BaseException:
@@ -99,20 +108,30 @@ class KeypointPrototypes:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> KeypointPrototypes:
-        """Read prototypes written by :meth:`save`.
+    def load(
+        cls, path: str | os.PathLike, expected: Mapping[str, Any] | None = None
+    ) -> KeypointPrototypes:
+        """Read prototypes written by :meth:`save`; ``expected`` header fields must match.
 
         Raises:
-            DataError: the file is missing, not an npz, or lacks a field.
+            CacheError: the file is missing, truncated, not an npz, lacks a field, or its
+                header differs from ``expected``.
         """
+        from bt3d.cache import check_header
+
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as data:
                 version = int(data["format_version"])
                 if version != _FORMAT_VERSION:
-                    raise DataError(
+                    raise CacheError(
                         f"{path}: prototype format version {version}, expected {_FORMAT_VERSION}"
                     )
+                if expected:
+                    if "__header__" not in data.files:
+                        raise CacheError(f"{path}: prototypes have no header")
+                    header = json.loads(data["__header__"].tobytes().decode("utf-8"))
+                    check_header(path, header, expected)
                 return cls(
                     semantic_ids=data["semantic_ids"].astype(np.int64),
                     features=data["features"].astype(np.float32),
@@ -121,10 +140,10 @@ class KeypointPrototypes:
                     shot_ids=[str(s) for s in data["shot_ids"]],
                     reduction=str(data["reduction"]),
                 )
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             if isinstance(exc, DataError):
                 raise
-            raise DataError(f"{path}: cannot read keypoint prototypes: {exc}") from exc
+            raise CacheError(f"{path}: cannot read keypoint prototypes: {exc}") from exc
 
 
 def _checked(shape: LabelledShape, channels: int | None) -> tuple[np.ndarray, ...]:

@@ -863,6 +863,21 @@ def few_shot_split(
     return labelled, test if max_test is None else test[:max_test]
 
 
+def check_surface(mesh: Mesh) -> None:
+    """DataError naming ``mesh.source`` when it cannot be rendered: a flat-zero bounding box
+    or every face of zero area (all vertices coincident or collinear)."""
+    v = mesh.vertices
+    extent = float(np.linalg.norm(v.max(axis=0) - v.min(axis=0)))
+    if not extent > 0:
+        raise DataError(f"{mesh.source}: degenerate mesh: all {len(v)} vertices coincide")
+    tri = v[mesh.faces]
+    area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    if not (area > 1e-12 * extent**2).any():
+        raise DataError(
+            f"{mesh.source}: degenerate mesh: all {len(mesh.faces)} faces have zero area"
+        )
+
+
 # ------------------------------------------------------------------------------- dataset
 
 
@@ -914,8 +929,10 @@ class KeypointNetDataset:
         return points.astype(np.float64)
 
     def load_mesh(self, category: str, model_id: str) -> Mesh:
-        """The shape's triangle mesh."""
-        return read_ply(self.mesh_path(category, model_id))
+        """The shape's triangle mesh; DataError when it has no surface (see check_surface)."""
+        mesh = read_ply(self.mesh_path(category, model_id))
+        check_surface(mesh)
+        return mesh
 
     def missing_files(self, categories: Iterable[str]) -> list[Path]:
         """Annotation files, point clouds and meshes of ``categories`` that do not exist.

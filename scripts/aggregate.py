@@ -3,20 +3,29 @@
 ``miou.csv`` (category,threshold,miou), ``pck.csv`` (category,threshold,pck),
 ``per_keypoint.csv`` (category,semantic_id,threshold,pck), ``baseline.csv``
 (category,threshold,miou,pck: random points) and ``miou.md``: the paper's layout, one row
-per category (method, then random baseline), one column per threshold, mIoU in percent.
+per category (method, then random baseline), one column per threshold, mIoU in percent,
+followed by a note per category whose test shapes have keypoints no shot labels.
+``results/<run>/manifest.json`` records what produced the tables: bt3d version, git commit,
+the whole config, the seeds and the predictions' config hash.
 """
 
-from _common import run
+from _common import REPO, run
 
 
 def main(snakemake) -> None:
     import pandas as pd
 
-    from bt3d.cache import atomic_write, load_json
+    from bt3d.cache import atomic_write, load_json, save_json_atomic
 
-    rows, pck, base, per_kp = [], [], [], []
+    rows, pck, base, per_kp, notes = [], [], [], [], []
     for path in snakemake.input.metrics:
         m = load_json(path)
+        if m.get("unseen_keypoints"):
+            notes.append(
+                f"Note: {m['category']}: {m['unseen_keypoints']} of "
+                f"{m['ground_truth_keypoints']} ground-truth keypoints have semantic ids "
+                f"{m['unseen_semantic_ids']} that no labelled shot has; PCK counts them as misses."
+            )
         for i, t in enumerate(m["thresholds"]):
             rows.append({"category": m["category"], "threshold": t, "miou": m["miou"][i]})
             pck.append({"category": m["category"], "threshold": t, "pck": m["pck"][i]})
@@ -50,6 +59,45 @@ def main(snakemake) -> None:
             df.to_csv(fh, index=False, float_format="%.6g")
     with atomic_write(snakemake.output.markdown, mode="w") as fh:
         fh.write(markdown_table(tables["miou"], tables["baseline"]))
+        fh.write("".join(f"\n{note}\n" for note in notes))
+    save_json_atomic(snakemake.output.manifest, manifest(snakemake, notes))
+
+
+def manifest(snakemake, notes: list[str]) -> dict:
+    """What produced this run's tables: versions, commit, config, seeds, config hash."""
+    import platform
+    import subprocess
+
+    import numpy as np
+
+    import bt3d
+    from bt3d.cache import config_hash
+
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    cfg = dict(snakemake.params.config)
+    return {
+        "bt3d_version": bt3d.__version__,
+        "git_commit": commit,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "predictions_config_hash": config_hash(snakemake.params.provenance["predictions"]),
+        "seeds": {
+            "optimiser": cfg["optimiser"].get("seed"),
+            "baseline": cfg["evaluation"].get("baseline_seed", 0),
+            "synthetic_dataset": cfg["dataset"].get("synthetic", {}).get("seed"),
+        },
+        "notes": notes,
+        "config": cfg,
+    }
 
 
 def markdown_table(miou, baseline) -> str:

@@ -3,8 +3,14 @@
 Meshes, point clouds and the annotation file of a category come from the Hugging Face dataset
 ``qq456cvb/KeypointNet`` (shapes first, the annotation file last: it marks a finished
 category); the sample order CSV from the authors' repository at a pinned commit, checked
-against its sha256 before it is written. Shapes already present are not fetched again.
-Offline, the rule fails at once and says what to do instead.
+against its sha256 before it is written. Offline, the rule fails at once and says what to do.
+
+Integrity: the Hub's file list (sizes of all files, sha256 of LFS files) is fetched first;
+files already present that differ from it are deleted, so ``snapshot_download`` fetches them
+again (huggingface_hub 2.4 skips files already in place, and resumes a file only within one
+process: a killed download restarts that file, in a process-unique ``.incomplete`` file that
+never takes the final name). After the download every file is checked again; a mismatch or
+a missing file fails the job listing the first paths and the count.
 """
 
 import hashlib
@@ -39,24 +45,35 @@ def download_category(snakemake) -> None:
     from huggingface_hub import snapshot_download
 
     from bt3d.errors import DataError
+    from bt3d.integrity import describe_missing, hub_manifest, verify_files
     from bt3d.io import KeypointNetDataset, class_id_of
 
     category = snakemake.wildcards.category
     root = dataset_root(snakemake.output.annotations)
     require_network(root, f"KeypointNet {category}", "huggingface.co")
     cid = class_id_of(category)
-    print(f"downloading {category} ({cid}) from {snakemake.params.repo_id} into {root}")
+    repo = snakemake.params.repo_id
+    folders = [f"pcds/{cid}", f"ShapeNetCore.v2.ply/{cid}", f"annotations/{category}.json"]
+    manifest = hub_manifest(repo, folders)
+    for rel, problem in verify_files(root, manifest).items():
+        if problem != "missing":
+            print(f"{rel}: {problem}; fetching it again")
+            (root / rel).unlink()
+    print(f"downloading {category} ({cid}) from {repo} into {root}: {len(manifest)} files")
     for patterns in (
         [f"pcds/{cid}/*", f"ShapeNetCore.v2.ply/{cid}/*"],
         [f"annotations/{category}.json"],
     ):
-        snapshot_download(
-            snakemake.params.repo_id, repo_type="dataset", local_dir=root, allow_patterns=patterns
-        )
+        snapshot_download(repo, repo_type="dataset", local_dir=root, allow_patterns=patterns)
+    bad = verify_files(root, manifest)
+    if bad:
+        (root / f"annotations/{category}.json").unlink(missing_ok=True)
+        listed = [f"{rel} ({problem})" for rel, problem in bad.items()]
+        raise DataError(f"{root}: {category} download is incomplete: {describe_missing(listed)}")
     missing = KeypointNetDataset(root).missing_files([category])
     if missing:
         raise DataError(
-            f"{root}: {len(missing)} files of {category} missing after download, e.g. {missing[0]}"
+            f"{root}: {category}: annotated shapes absent from {repo}: {describe_missing(missing)}"
         )
     print(f"{category}: complete")
 

@@ -4,13 +4,13 @@ The random-point baseline draws, per test shape, as many distinct points as the 
 predicts keypoints and gives them the method's semantic ids; it is scored identically.
 """
 
-from _common import read_geodesic_shard, run
+from _common import expected_header, read_geodesic_shard, rebuild_on_error, run
 
 
 def main(snakemake) -> None:
     import numpy as np
 
-    from bt3d.cache import load_json, save_json_atomic
+    from bt3d.cache import check_header, load_json, save_json_atomic
     from bt3d.errors import DataError
     from bt3d.io import read_annotations
     from bt3d.metrics import evaluate_category, per_keypoint_pck, random_baseline_indices
@@ -19,14 +19,22 @@ def main(snakemake) -> None:
     thresholds = [float(t) for t in snakemake.params.thresholds]
     annotations = {a.model_id: a for a in read_annotations(snakemake.input.annotations)}
     geodesics: dict[str, np.ndarray] = {}
-    for path in snakemake.input.geodesics:
-        shard = read_geodesic_shard(path)
+    for number, path in enumerate(snakemake.input.geodesics):
+        shard = read_geodesic_shard(path, expected_header(snakemake, "geodesics", shard=number))
         for i, model_id in enumerate(shard["model_ids"]):
             if not shard["labelled"][i]:
                 geodesics[model_id] = shard["geodesic"][i].astype(np.float64) * shard["scale"][i]
-    predictions = [
-        p for path in snakemake.input.predictions for p in load_json(path)["predictions"]
-    ]
+    predictions, known = [], set()
+    for number, path in enumerate(snakemake.input.predictions):
+        with rebuild_on_error(path):
+            content = load_json(path)
+            check_header(
+                path,
+                content.get("header", {}) if isinstance(content, dict) else {},
+                expected_header(snakemake, "predictions", shard=number),
+            )
+        predictions += content["predictions"]
+        known.update(int(k) for k in content["known_semantic_ids"])
     if not predictions:
         raise DataError(f"{category}: no test shape was predicted (check dataset.max_test_shapes)")
     model_ids = [p["model_id"] for p in predictions]
@@ -34,6 +42,13 @@ def main(snakemake) -> None:
     if missing:
         raise DataError(f"{category}: predictions for unknown shapes {missing[:3]}")
     truths = [annotations[m] for m in model_ids]
+    unseen = unseen_keypoints(truths, known)
+    if unseen["keypoints"]:
+        print(
+            f"WARNING: {category}: {unseen['keypoints']} of {unseen['total']} ground-truth "
+            f"keypoints ({unseen['shapes']} test shapes) have semantic ids "
+            f"{unseen['semantic_ids']} never labelled in the shots; they count as misses in PCK"
+        )
     geos = [geodesics[m] for m in model_ids]
     preds = [
         {"indices": np.asarray(p["indices"]), "semantic_ids": np.asarray(p["semantic_ids"])}
@@ -67,10 +82,25 @@ def main(snakemake) -> None:
             "pck": method["pck"].tolist(),
             "baseline_miou": baseline["miou"].tolist(),
             "baseline_pck": baseline["pck"].tolist(),
+            "unseen_semantic_ids": unseen["semantic_ids"],
+            "unseen_keypoints": unseen["keypoints"],
+            "ground_truth_keypoints": unseen["total"],
             "per_keypoint_pck": {str(k): np.asarray(v).tolist() for k, v in per_keypoint.items()},
         },
     )
     print(f"{category}: {len(model_ids)} test shapes, mIoU@0.1 = {method['miou'].iloc[-1]:.3f}")
+
+
+def unseen_keypoints(truths, known: set[int]) -> dict:
+    """Ground-truth keypoints whose semantic id no shot labels (PCK counts them as misses)."""
+    ids = [int(k) for t in truths for k in t.semantic_ids]
+    missing = [k for k in ids if k not in known]
+    return {
+        "semantic_ids": sorted(set(missing)),
+        "keypoints": len(missing),
+        "total": len(ids),
+        "shapes": sum(any(int(k) not in known for k in t.semantic_ids) for t in truths),
+    }
 
 
 run(main, snakemake)  # noqa: F821 (injected by Snakemake)

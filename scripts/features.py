@@ -4,7 +4,7 @@ Writes ``features`` (S, N, C) float32, ``counts`` (S, N) views that saw each poi
 ``model_ids`` (S,), in the order of the shard's geodesics file (whose matrices are reused).
 """
 
-from _common import dataset_root, read_geodesic_shard, run
+from _common import dataset_root, expected_header, read_geodesic_shard, run
 
 
 def main(snakemake) -> None:
@@ -26,7 +26,9 @@ def main(snakemake) -> None:
     torch.set_num_threads(max(1, snakemake.threads))
     device = resolve_device(snakemake.params.device)
     dataset = KeypointNetDataset(dataset_root(snakemake.input.annotations))
-    geo = read_geodesic_shard(snakemake.input.geodesics)
+    geo = read_geodesic_shard(
+        snakemake.input.geodesics, expected_header(snakemake, "geodesics", shard=shard)
+    )
     backbone = get_backbone(
         bb["name"], device=device, checkpoint=bb["checkpoint"], layer=bb["layer"]
     )
@@ -67,7 +69,12 @@ def main(snakemake) -> None:
             "counts": np.stack(counts) if counts else np.zeros((0, 0), np.int64),
             "model_ids": np.asarray(geo["model_ids"], dtype=str),
         },
-        {"kind": "features", "category": category, "shard": shard, **feat},
+        {
+            **feat,
+            **expected_header(
+                snakemake, "features", shard=shard, backbone=bb["name"], model_ids=geo["model_ids"]
+            ),
+        },
     )
 
 

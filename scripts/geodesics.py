@@ -4,7 +4,7 @@ Writes ``geodesic`` (S, N, N) float16 normalised by each shape's maximum, ``scal
 float64 (that maximum; raw = geodesic * scale), ``model_ids`` (S,), ``labelled`` (S,) bool.
 """
 
-from _common import dataset_root, run, select_shard
+from _common import check_complete, dataset_root, expected_header, run, select_shard
 
 
 def main(snakemake) -> None:
@@ -12,16 +12,19 @@ def main(snakemake) -> None:
 
     from bt3d.cache import encode_geodesic, save_arrays
     from bt3d.geodesic import geodesic_matrix
-    from bt3d.io import KeypointNetDataset
+    from bt3d.io import KeypointNetDataset, validate_annotation
 
     sel, geo = snakemake.params.selection, snakemake.params.geodesic
     category, shard = snakemake.wildcards.category, int(snakemake.wildcards.shard)
     dataset = KeypointNetDataset(dataset_root(snakemake.input.annotations))
+    check_complete(dataset, category)
     labelled, test = select_shard(dataset, snakemake.input.sample_order, category, sel, shard)
     model_ids = labelled + test
+    annotations = dataset.annotations(category)
     encoded, scales = [], []
     for model_id in model_ids:
         points = dataset.load_points(category, model_id)
+        validate_annotation(annotations[model_id], len(points))
         raw = geodesic_matrix(points, k=geo["knn"], unreachable=geo["unreachable"], source=model_id)
         matrix, scale = encode_geodesic(raw)
         encoded.append(matrix)
@@ -36,7 +39,7 @@ def main(snakemake) -> None:
             "model_ids": np.asarray(model_ids, dtype=str),
             "labelled": np.asarray([m in labelled for m in model_ids], dtype=bool),
         },
-        {"kind": "geodesics", "category": category, "shard": shard, **geo},
+        {**geo, **expected_header(snakemake, "geodesics", shard=shard, model_ids=model_ids)},
     )
 
 

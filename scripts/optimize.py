@@ -1,24 +1,39 @@
 """Rule ``optimize``: keypoint predictions with confidences for one shard's test shapes."""
 
-from _common import read_feature_shard, read_geodesic_shard, run
+from _common import (
+    check_same_shapes,
+    expected_header,
+    read_feature_shard,
+    read_geodesic_shard,
+    rebuild_on_error,
+    run,
+)
 
 
 def main(snakemake) -> None:
     import numpy as np
 
-    from bt3d.cache import save_json_atomic
+    from bt3d.cache import make_header, save_json_atomic
     from bt3d.device import resolve_device
-    from bt3d.errors import DataError
     from bt3d.fewshot import KeypointPrototypes
     from bt3d.optimize import optimise_keypoints
 
     opt = snakemake.params.optimiser
     device = resolve_device(snakemake.params.device)
-    geo = read_geodesic_shard(snakemake.input.geodesics)
-    feat = read_feature_shard(snakemake.input.features)
-    if feat["model_ids"] != geo["model_ids"]:
-        raise DataError(f"{snakemake.input.features}: model ids differ from its geodesics shard")
-    prototypes = KeypointPrototypes.load(snakemake.input.prototypes)
+    shard = int(snakemake.wildcards.shard)
+    geo = read_geodesic_shard(
+        snakemake.input.geodesics, expected_header(snakemake, "geodesics", shard=shard)
+    )
+    feat = read_feature_shard(
+        snakemake.input.features, expected_header(snakemake, "features", shard=shard)
+    )
+    check_same_shapes(
+        snakemake.input.features, feat["model_ids"], snakemake.input.geodesics, geo["model_ids"]
+    )
+    with rebuild_on_error(snakemake.input.prototypes):
+        prototypes = KeypointPrototypes.load(
+            snakemake.input.prototypes, expected_header(snakemake, "prototypes")
+        )
     predictions = []
     for i, model_id in enumerate(geo["model_ids"]):
         if geo["labelled"][i]:
@@ -49,9 +64,15 @@ def main(snakemake) -> None:
     save_json_atomic(
         snakemake.output.predictions,
         {
+            "header": make_header(
+                **expected_header(snakemake, "predictions", shard=shard),
+                seed=opt["seed"],
+                model_ids=[p["model_id"] for p in predictions],
+            ),
             "category": snakemake.wildcards.category,
-            "shard": int(snakemake.wildcards.shard),
+            "shard": shard,
             "optimiser": opt,
+            "known_semantic_ids": [int(k) for k in prototypes.semantic_ids],
             "predictions": predictions,
         },
     )

@@ -1,12 +1,18 @@
 """Rule ``prototypes``: the few-shot keypoint model of a category from its labelled shapes."""
 
-from _common import dataset_root, read_feature_shard, read_geodesic_shard, run
+from _common import (
+    check_same_shapes,
+    dataset_root,
+    expected_header,
+    read_feature_shard,
+    read_geodesic_shard,
+    run,
+)
 
 
 def main(snakemake) -> None:
     import numpy as np
 
-    from bt3d.errors import DataError
     from bt3d.fewshot import LabelledShape, build_prototypes
     from bt3d.io import KeypointNetDataset
 
@@ -14,12 +20,12 @@ def main(snakemake) -> None:
     dataset = KeypointNetDataset(dataset_root(snakemake.input.annotations))
     annotations = dataset.annotations(category)
     labelled: list[LabelledShape] = []
-    for feat_path, geo_path in zip(
-        snakemake.input.features, snakemake.input.geodesics, strict=True
+    for shard, (feat_path, geo_path) in enumerate(
+        zip(snakemake.input.features, snakemake.input.geodesics, strict=True)
     ):
-        geo, feat = read_geodesic_shard(geo_path), read_feature_shard(feat_path)
-        if feat["model_ids"] != geo["model_ids"]:
-            raise DataError(f"{feat_path}: model ids differ from {geo_path}; rerun both")
+        geo = read_geodesic_shard(geo_path, expected_header(snakemake, "geodesics", shard=shard))
+        feat = read_feature_shard(feat_path, expected_header(snakemake, "features", shard=shard))
+        check_same_shapes(feat_path, feat["model_ids"], geo_path, geo["model_ids"])
         for i, model_id in enumerate(geo["model_ids"]):
             if not geo["labelled"][i]:
                 continue
@@ -34,7 +40,10 @@ def main(snakemake) -> None:
                 )
             )
     prototypes = build_prototypes(labelled, reduction=snakemake.params.reduction)
-    prototypes.save(snakemake.output.prototypes)
+    prototypes.save(
+        snakemake.output.prototypes,
+        expected_header(snakemake, "prototypes", shot_ids=[s.model_id for s in labelled]),
+    )
     print(
         f"{category}: {prototypes.num_keypoints} keypoints from {len(labelled)} labelled "
         f"shapes ({', '.join(s.model_id for s in labelled)})"

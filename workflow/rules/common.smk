@@ -1,6 +1,8 @@
 # Paths and helpers shared by the rules. Every value that changes an output is passed to
 # that rule as params, so `--rerun-triggers params` reruns exactly what a change affects.
+import sys
 
+from snakemake.exceptions import WorkflowError
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
@@ -45,6 +47,55 @@ def geodesic_params():
     }
 
 
+def provenance(kind):
+    """The params that produce an artifact kind (its header's config hash is their hash).
+
+    geodesics < features < prototypes < predictions: each kind adds its own settings to
+    those of the artifacts it is computed from.
+    """
+    params = {"selection": selection_params(), "geodesic": geodesic_params()}
+    if kind == "geodesics":
+        return params
+    params["features"] = feature_params()
+    if kind == "features":
+        return params
+    params["reduction"] = config["optimiser"]["prototype_reduction"]
+    if kind == "prototypes":
+        return params
+    params["optimiser"] = config["optimiser"]
+    if kind == "predictions":
+        return params
+    raise ValueError(f"unknown artifact kind {kind!r}")
+
+
+def provenances(*kinds):
+    """Params of a rule: kind -> the params producing that kind, for each kind it touches."""
+    return {kind: provenance(kind) for kind in kinds}
+
+
+def check_categories_present():
+    """Stop before any job when the dataset's sample order lacks a configured category."""
+    if not os.path.exists(SAMPLE_ORDER):
+        return
+    repo = os.path.dirname(workflow.main_snakefile)
+    if repo not in sys.path:
+        sys.path.insert(0, repo)
+    from bt3d.io import CATEGORY_IDS
+
+    with open(SAMPLE_ORDER, encoding="utf-8") as fh:
+        present = {
+            line.split(",")[0].strip() for line in fh.readlines()[1:] if "," in line
+        }
+    names = {cid: name for name, cid in CATEGORY_IDS.items()}
+    lacking = [c for c in CATEGORIES if CATEGORY_IDS[c] not in present]
+    if lacking:
+        listed = sorted(names.get(cid, cid) for cid in present)
+        raise WorkflowError(
+            f"dataset.categories: {', '.join(lacking)} not in the dataset "
+            f"({SAMPLE_ORDER} lists: {', '.join(listed) or 'no category'})"
+        )
+
+
 def is_cuda():
     """True when the config asks for a GPU explicitly, for cluster resources."""
     return config["device"].startswith("cuda")
@@ -63,6 +114,9 @@ def shard_files(kind, ext):
     return files
 
 
+check_categories_present()
+
+
 def all_targets():
     tables = expand(
         f"{RESULTS}/tables/{{name}}",
@@ -72,4 +126,4 @@ def all_targets():
     pictures = expand(
         f"{RESULTS}/plots/keypoints/{{category}}.png", category=CATEGORIES
     )
-    return tables + plots + pictures
+    return tables + plots + pictures + [f"{RESULTS}/manifest.json"]

@@ -16,6 +16,7 @@ rule evaluate:
     params:
         thresholds=EVALUATION["thresholds"],
         baseline_seed=EVALUATION.get("baseline_seed", 0),
+        provenance=provenances("geodesics", "predictions"),
     script:
         "../../scripts/evaluate.py"
 
@@ -49,11 +50,14 @@ rule aggregate:
             caption="../report/miou_md.rst",
             category="Tables",
         ),
+        manifest=f"{RESULTS}/manifest.json",
     log:
         f"logs/{RUN}/aggregate.log",
     conda:
         "../../envs/aggregate.yaml"
     params:
         categories=CATEGORIES,
+        config=config,
+        provenance=provenances("predictions"),
     script:
         "../../scripts/aggregate.py"

@@ -19,6 +19,7 @@ rule geodesics:
     params:
         selection=selection_params(),
         geodesic=geodesic_params(),
+        provenance=provenances("geodesics"),
     script:
         "../../scripts/geodesics.py"
 
@@ -41,5 +42,6 @@ rule features:
     params:
         features=feature_params(),
         device=config["device"],
+        provenance=provenances("geodesics", "features"),
     script:
         "../../scripts/features.py"

@@ -16,6 +16,7 @@ rule prototypes:
     params:
         selection=selection_params(),
         reduction=config["optimiser"]["prototype_reduction"],
+        provenance=provenances("geodesics", "features", "prototypes"),
     script:
         "../../scripts/prototypes.py"
 
@@ -38,5 +39,6 @@ rule optimize:
     params:
         optimiser=config["optimiser"],
         device=config["device"],
+        provenance=provenances("geodesics", "features", "prototypes", "predictions"),
     script:
         "../../scripts/optimize.py"

@@ -1,0 +1,434 @@
+"""Fault injection on the real workflow: bad inputs, a killed run, corrupted artifacts.
+
+Every scenario runs the snakemake CLI on config/test.yaml in a temporary folder. One
+uninterrupted run (module fixture) is the reference; each test works on a copy of it, or of
+its dataset only. Slow (a few minutes on two cores); CI runs them (`make test`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bt3d.cache import load_arrays, save_arrays
+from bt3d.io import read_pcd, write_pcd
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
+TEST_CONFIG = REPO / "config" / "test.yaml"
+DATA = Path("data/synthetic-test")
+RESULTS = Path("results/test")
+CHAIR = "03001627"
+
+pytestmark = pytest.mark.slow
+
+
+def command(workdir: Path, *args: str, configs: tuple[Path, ...] = ()) -> list[str]:
+    # config/test.yaml's classical backbone takes no ViT layer (config.yaml may name one)
+    pinned = workdir / ".classical.yaml"
+    pinned.write_text("backbone:\n  layer: null\n")
+    return [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+            "--configfile", str(TEST_CONFIG), str(pinned), *map(str, configs), *args]  # fmt: skip
+
+
+def snakemake(workdir: Path, *args: str, configs: tuple[Path, ...] = (), ok: bool = True) -> str:
+    """Run snakemake in ``workdir``; assert its exit status is zero (``ok``) or not; return
+    its output (stdout + stderr)."""
+    result = subprocess.run(
+        command(workdir, *args, configs=configs),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=workdir,
+    )
+    out = result.stdout + result.stderr
+    assert (result.returncode == 0) == ok, f"exit {result.returncode}:\n{out[-4000:]}"
+    return out
+
+
+def planned(workdir: Path, *args: str) -> dict[str, int]:
+    """Jobs per rule that a dry run plans."""
+    out = snakemake(workdir, "-n", *args)
+    return {
+        name: int(count)
+        for name, count in re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.MULTILINE)
+        if name != "total"
+    }
+
+
+def no_temporaries(workdir: Path) -> list[Path]:
+    return sorted((workdir / RESULTS).rglob(".*.tmp")) if (workdir / RESULTS).exists() else []
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A completed, uninterrupted run of config/test.yaml (the reference)."""
+    workdir = tmp_path_factory.mktemp("reference")
+    snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+@pytest.fixture
+def run_copy(done: Path, tmp_path: Path) -> Path:
+    """A private copy of the completed run (files, mtimes and .snakemake metadata)."""
+    return Path(shutil.copytree(done, tmp_path / "run", symlinks=True))
+
+
+@pytest.fixture
+def data_copy(done: Path, tmp_path: Path) -> Path:
+    """A fresh working folder holding only the reference run's dataset."""
+    workdir = tmp_path / "fresh"
+    shutil.copytree(done / DATA, workdir / DATA)
+    return workdir
+
+
+def shard_models(done: Path, category: str = "chair", shard: int = 0) -> list[str]:
+    arrays, _ = load_arrays(done / RESULTS / "geodesics" / category / f"shard-{shard}.npz")
+    return [str(m) for m in arrays["model_ids"]]
+
+
+# ---------------------------------------------------------------------------- reference
+
+
+def test_reference_run_is_complete_and_up_to_date(run_copy: Path) -> None:
+    assert planned(run_copy) == {}
+    out = subprocess.run(
+        [sys.executable, "-m", "bt3d.cli", "verify", str(run_copy / RESULTS)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+    ).stdout
+    assert ", 0 bad" in out
+
+
+def test_seed_and_config_hash_are_recorded(done: Path) -> None:
+    manifest = json.loads((done / RESULTS / "manifest.json").read_text())
+    assert manifest["seeds"]["optimiser"] == 0 and manifest["config"]["run"] == "test"
+    assert re.fullmatch(r"[0-9a-f]{12}", manifest["predictions_config_hash"])
+    pred = json.loads((done / RESULTS / "predictions" / "chair" / "shard-0.json").read_text())
+    assert pred["header"]["seed"] == 0
+    assert pred["header"]["config_hash"] == manifest["predictions_config_hash"]
+
+
+def test_predictions_are_bit_identical_when_recomputed(run_copy: Path, done: Path) -> None:
+    targets = [str(RESULTS / f"predictions/{c}/shard-{s}.json") for c in ("airplane", "chair")
+               for s in (0, 1)]  # fmt: skip
+    snakemake(run_copy, "--cores", "2", "--forcerun", "optimize", "--", *targets)
+    for target in targets:
+        assert (run_copy / target).read_bytes() == (done / target).read_bytes(), target
+
+
+def test_keypoints_never_in_the_shots_are_reported_not_fatal(done: Path) -> None:
+    # The synthetic chairs have semantic ids that none of the 3 shots carries.
+    metrics = json.loads((done / RESULTS / "metrics" / "chair.json").read_text())
+    assert metrics["unseen_keypoints"] > 0 and metrics["unseen_semantic_ids"]
+    log = (done / "logs" / "test" / "evaluate" / "chair.log").read_text()
+    line = (
+        f"WARNING: chair: {metrics['unseen_keypoints']} of {metrics['ground_truth_keypoints']} "
+        "ground-truth keypoints"
+    )
+    assert line in log and "count as misses in PCK" in log
+    note = (done / RESULTS / "tables" / "miou.md").read_text()
+    assert f"Note: chair: {metrics['unseen_keypoints']} of" in note
+    assert "PCK counts them as misses" in note
+
+
+# ----------------------------------------------------------------------------- kill
+
+
+def test_killed_run_leaves_no_complete_looking_shard_and_resumes(
+    done: Path, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "killed"
+    workdir.mkdir()
+    proc = subprocess.Popen(
+        command(workdir, "--cores", "2"),
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    logs = workdir / "logs" / "test" / "features"
+    deadline = time.monotonic() + 300
+    try:
+        while not (logs.is_dir() and any(logs.glob("*.log"))):
+            assert proc.poll() is None, "snakemake ended before any features job started"
+            assert time.monotonic() < deadline, "no features job started within 300 s"
+            time.sleep(0.2)
+        time.sleep(1.0)  # the job is importing torch / rendering
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    started = sorted(p.stem for p in logs.glob("*.log"))
+    features = sorted((workdir / RESULTS / "features").rglob("*.npz"))
+    for path in features:  # any shard file present must be complete and valid
+        load_arrays(path)
+    shard_file = {
+        s: workdir / RESULTS / "features" / f"{s.replace('-', '/shard-')}.npz" for s in started
+    }
+    running = [s for s, path in shard_file.items() if not path.exists()]
+    assert running, f"the kill came after every started job finished: {started}"
+
+    snakemake(workdir, "--unlock")
+    expected = {}
+    for rule, pattern, total in (("geodesics", "geodesics/*/*.npz", 4),
+                                 ("features", "features/*/*.npz", 4)):  # fmt: skip
+        missing = total - len(list((workdir / RESULTS).glob(pattern)))
+        if missing:
+            expected[rule] = missing
+    plan = planned(workdir, "--rerun-incomplete")
+    assert {r: plan.get(r) for r in expected} == expected and "synthetic" not in plan
+    assert not any(r in plan for r in ("geodesics", "features") if r not in expected)
+
+    out = snakemake(workdir, "--cores", "2", "--rerun-incomplete")
+    ran = re.findall(r"^(?:local)?rule (\w+):", out, flags=re.MULTILINE)
+    assert {r: ran.count(r) for r in expected} == expected
+    assert no_temporaries(workdir) == []
+    for table in ("miou.csv", "pck.csv", "per_keypoint.csv", "baseline.csv"):
+        after = (workdir / RESULTS / "tables" / table).read_bytes()
+        assert after == (done / RESULTS / "tables" / table).read_bytes(), table
+
+
+# -------------------------------------------------------------------------- corrupt
+
+FEATURES = RESULTS / "features" / "chair" / "shard-1.npz"
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def flip_bytes(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) // 2, len(data) // 2 + 8):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def foreign_header(path: Path) -> None:
+    arrays, header = load_arrays(path)
+    save_arrays(path, arrays, {**header, "config_hash": "000000000000"})
+
+
+def test_truncated_feature_file_is_detected_then_rebuilt(run_copy: Path, done: Path) -> None:
+    truncate(run_copy / FEATURES)
+    failed = snakemake(run_copy, "--cores", "2", ok=False)
+    assert f"[prototypes] CacheError: {FEATURES}: truncated or corrupt .npz" in failed
+    assert f"deleted {FEATURES} and " in failed and "rerun to rebuild them" in failed
+    assert not (run_copy / FEATURES).exists()
+    plan = planned(run_copy)
+    assert plan.get("features") == 1 and "geodesics" not in plan
+    assert plan.get("prototypes") == 1 and plan.get("optimize") == 2
+    snakemake(run_copy, "--cores", "2")
+    for table in ("miou.csv", "pck.csv", "per_keypoint.csv", "baseline.csv"):
+        after = (run_copy / RESULTS / "tables" / table).read_bytes()
+        assert after == (done / RESULTS / "tables" / table).read_bytes(), table
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        (flip_bytes, "truncated or corrupt .npz (BadZipFile: Bad CRC-32"),
+        (foreign_header, "header field 'config_hash' is '000000000000', expected"),
+    ],
+)
+def test_corrupt_feature_file_is_detected_and_deleted(run_copy: Path, corrupt, message) -> None:  # noqa: ANN001
+    corrupt(run_copy / FEATURES)
+    target = str(RESULTS / "prototypes" / "chair.npz")
+    failed = snakemake(run_copy, "--cores", "1", target, ok=False)
+    assert f"[prototypes] CacheError: {FEATURES}: {message}" in failed
+    assert not (run_copy / FEATURES).exists()
+    plan = planned(run_copy)
+    assert plan.get("features") == 1 and plan.get("prototypes") == 1
+    assert "geodesics" not in plan and plan.get("evaluate") == 1
+
+
+def test_verify_command_finds_and_deletes_corrupt_artifacts(run_copy: Path) -> None:
+    flip_bytes(run_copy / FEATURES)
+    stray = run_copy / RESULTS / "features" / "chair" / ".shard-0.npz.abc.tmp"
+    stray.write_bytes(b"partial")
+    verify = [sys.executable, "-m", "bt3d.cli", "verify", str(run_copy / RESULTS)]
+    found = subprocess.run(verify, capture_output=True, text=True, cwd=REPO)
+    assert found.returncode == 1
+    assert f"bad: {run_copy / FEATURES}: truncated or corrupt .npz" in found.stdout
+    assert "temporary file of an interrupted write" in found.stdout
+    subprocess.run([*verify, "--delete"], check=True, capture_output=True, cwd=REPO)
+    assert not (run_copy / FEATURES).exists() and not stray.exists()
+    assert planned(run_copy).get("features") == 1
+
+
+# ------------------------------------------------------------------------ bad inputs
+
+
+def edit_ply(path: Path, edit) -> None:  # noqa: ANN001
+    """Rewrite an ASCII PLY: ``edit(vertex_lines, face_lines) -> (vertex_lines, face_lines)``."""
+    lines = path.read_text().splitlines()
+    end = lines.index("end_header")
+    header, body = lines[: end + 1], lines[end + 1 :]
+    n_vertex = int(next(line.split()[2] for line in header if line.startswith("element vertex")))
+    vertices, faces = edit(body[:n_vertex], body[n_vertex:])
+    header = [
+        f"element face {len(faces)}" if line.startswith("element face") else line for line in header
+    ]
+    path.write_text("\n".join(header + vertices + faces) + "\n")
+
+
+def same_point(vertices: list[str], faces: list[str]) -> tuple[list[str], list[str]]:
+    return [" ".join(["0.5", "0.5", "0.5", *v.split()[3:]]) for v in vertices], faces
+
+
+def nan_vertex(vertices: list[str], faces: list[str]) -> tuple[list[str], list[str]]:
+    return [" ".join(["nan", *vertices[0].split()[1:]]), *vertices[1:]], faces
+
+
+def edit_annotations(path: Path, edit) -> None:  # noqa: ANN001
+    records = json.loads(path.read_text())
+    path.write_text(json.dumps(edit(records)))
+
+
+def point_out_of_range(model: str):  # noqa: ANN201
+    def edit(records: list) -> list:
+        record = next(r for r in records if r["model_id"] == model)
+        record["keypoints"][0]["pcd_info"]["point_index"] = 5000
+        return records
+
+    return edit
+
+
+GEODESICS_TARGET = str(RESULTS / "geodesics" / "chair" / "shard-0.npz")
+FEATURES_TARGET = str(RESULTS / "features" / "chair" / "shard-0.npz")
+
+
+def pcd(model: str) -> Path:
+    return DATA / "pcds" / CHAIR / f"{model}.pcd"
+
+
+def ply(model: str) -> Path:
+    return DATA / "ShapeNetCore.v2.ply" / CHAIR / f"{model}.ply"
+
+
+# (name, mutate(workdir, model), expected message with {pcd}, {ply}, {ann} placeholders)
+POINT_CLOUD_CASES = [
+    ("missing PCD", lambda w, m: (w / pcd(m)).unlink(),
+     "[geodesics] DataError: data/synthetic-test: dataset is incomplete for chair: missing 1 "
+     "files: pcds/03001627/{model}.pcd. Run `dvc pull`"),
+    ("truncated PCD", lambda w, m: truncate(w / pcd(m)),
+     "[geodesics] DataError: {pcd}: truncated PCD: POINTS says 2048, found"),
+    ("wrong point count", lambda w, m: write_pcd(w / pcd(m), read_pcd(w / pcd(m))[0][:2000]),
+     "[geodesics] DataError: {pcd}: expected 2048 points, found 2000"),
+    ("missing PLY", lambda w, m: (w / ply(m)).unlink(),
+     "[geodesics] DataError: data/synthetic-test: dataset is incomplete for chair: missing 1 "
+     "files: ShapeNetCore.v2.ply/03001627/{model}.ply"),
+    ("keypoint index out of range",
+     lambda w, m: edit_annotations(w / DATA / "annotations/chair.json", point_out_of_range(m)),
+     "[geodesics] DataError: {ann} record 2 (model {model}) keypoint 0: point_index 5000 out "
+     "of range for 2048 points"),
+    ("duplicate model id",
+     lambda w, m: edit_annotations(w / DATA / "annotations/chair.json", lambda r: r + r[:1]),
+     "[geodesics] DataError: {ann}: record 5: model"),
+]  # fmt: skip
+
+MESH_CASES = [
+    ("truncated PLY", lambda w, m: truncate(w / ply(m)), "[features] DataError: {ply}: "),
+    ("mesh with no faces", lambda w, m: edit_ply(w / ply(m), lambda v, f: (v, [])),
+     "[features] DataError: {ply}: PLY has no faces (a triangle mesh is required)"),
+    ("degenerate vertices", lambda w, m: edit_ply(w / ply(m), same_point),
+     "[features] DataError: {ply}: degenerate mesh: all"),
+    ("non-finite vertex", lambda w, m: edit_ply(w / ply(m), nan_vertex),
+     "[features] DataError: {ply}: "),
+]  # fmt: skip
+
+
+def expected_text(template: str, model: str) -> str:
+    return template.format(
+        model=model, pcd=pcd(model), ply=ply(model), ann=DATA / "annotations" / "chair.json"
+    )
+
+
+@pytest.mark.parametrize(("name", "mutate", "message"), POINT_CLOUD_CASES,
+                         ids=[c[0] for c in POINT_CLOUD_CASES])  # fmt: skip
+def test_bad_point_cloud_or_annotation(data_copy: Path, done: Path, name, mutate, message) -> None:  # noqa: ANN001
+    model = shard_models(done)[0]
+    mutate(data_copy, model)
+    failed = snakemake(data_copy, "--cores", "1", GEODESICS_TARGET, ok=False)
+    assert expected_text(message, model) in failed, failed[-2000:]
+    assert not (data_copy / GEODESICS_TARGET).exists() and no_temporaries(data_copy) == []
+
+
+@pytest.mark.parametrize(("name", "mutate", "message"), MESH_CASES,
+                         ids=[c[0] for c in MESH_CASES])  # fmt: skip
+def test_bad_mesh(run_copy: Path, done: Path, name, mutate, message) -> None:  # noqa: ANN001
+    model = shard_models(done)[0]
+    mutate(run_copy, model)
+    failed = snakemake(
+        run_copy, "--cores", "1", "--forcerun", "features", "--", FEATURES_TARGET, ok=False
+    )
+    assert expected_text(message, model) in failed, failed[-2000:]
+    assert not (run_copy / FEATURES_TARGET).exists() and no_temporaries(run_copy) == []
+
+
+def write_checkpoint(workdir: Path) -> Path:
+    import torch
+
+    path = workdir / "wrong.pth"
+    torch.save({"pos_embed": torch.zeros(1, 5, 7), "cls_token": torch.zeros(1, 1, 7)}, path)
+    return path
+
+
+BACKBONE_CASES = [
+    ("unknown backbone", "backbone:\n  name: no_such_backbone\n",
+     "[features] BackboneError: unknown backbone 'no_such_backbone'"),
+    ("checkpoint that does not exist",
+     "backbone:\n  name: dinov2_vits14\n  checkpoint: missing.pth\n",
+     "[features] BackboneError: backbone.checkpoint missing.pth does not exist"),
+    ("checkpoint with wrong shapes",
+     "backbone:\n  name: dinov2_vits14\n  checkpoint: wrong.pth\n",
+     "[features] BackboneError: checkpoint wrong.pth does not fit ViTConfig(embed_dim=384"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "override", "message"), BACKBONE_CASES,
+                         ids=[c[0] for c in BACKBONE_CASES])  # fmt: skip
+def test_bad_backbone(run_copy: Path, name, override, message) -> None:  # noqa: ANN001
+    write_checkpoint(run_copy)
+    config = run_copy / "backbone.yaml"
+    config.write_text(override)
+    failed = snakemake(run_copy, "--cores", "1", FEATURES_TARGET, configs=(config,), ok=False)
+    assert message in failed, failed[-2000:]
+    assert not (run_copy / FEATURES_TARGET).exists() and no_temporaries(run_copy) == []
+
+
+def test_category_missing_from_dataset_fails_before_any_job(data_copy: Path) -> None:
+    config = data_copy / "kp.yaml"
+    config.write_text(
+        "dataset:\n  name: keypointnet\n  root: data/synthetic-test\n"
+        "  categories: [airplane, chair, table]\n"
+    )
+    failed = snakemake(data_copy, "--cores", "1", configs=(config,), ok=False)
+    assert (
+        "dataset.categories: table not in the dataset (data/synthetic-test/benchmark_indices.csv "
+        "lists: airplane, chair)" in failed
+    )
+    assert not (data_copy / "results").exists() and not (data_copy / "logs").exists()
+
+
+def test_fewer_labelled_shapes_than_shots(data_copy: Path) -> None:
+    config = data_copy / "shots.yaml"
+    config.write_text("dataset:\n  shots: 6\n")
+    failed = snakemake(data_copy, "--cores", "1", GEODESICS_TARGET, configs=(config,), ok=False)
+    assert (
+        "[geodesics] DataError: data/synthetic-test/benchmark_indices.csv + "
+        "data/synthetic-test/annotations/chair.json: chair: class 03001627 has 5 usable shapes, "
+        "fewer than offset 0 + shots 6 (dataset.shots / dataset.offset)" in failed
+    )
+    assert not (data_copy / GEODESICS_TARGET).exists()

@@ -1,0 +1,134 @@
+"""Dataset file verification (sizes, sha256, missing files) and run artifact checks."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bt3d.cache import (
+    dependents,
+    remove_with_dependents,
+    save_arrays,
+    save_json_atomic,
+    verify_run,
+)
+from bt3d.errors import CacheError
+from bt3d.fewshot import KeypointPrototypes
+from bt3d.integrity import describe_missing, sha256_file, verify_files
+
+
+def dataset(tmp_path: Path) -> tuple[Path, dict]:
+    """A small folder and its manifest ``{relative path: (size, sha256)}``."""
+    files = {"pcds/1/a.pcd": b"points a\n", "pcds/1/b.pcd": b"points bb\n", "ann.json": b"[]"}
+    for rel, data in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(data)
+    return tmp_path, {r: (len(d), hashlib.sha256(d).hexdigest()) for r, d in files.items()}
+
+
+def test_intact_folder_has_no_problems(tmp_path: Path) -> None:
+    root, manifest = dataset(tmp_path)
+    assert verify_files(root, manifest) == {}
+    assert sha256_file(root / "ann.json") == hashlib.sha256(b"[]").hexdigest()
+
+
+def test_missing_resized_and_altered_files_are_reported(tmp_path: Path) -> None:
+    root, manifest = dataset(tmp_path)
+    (root / "pcds/1/a.pcd").unlink()
+    (root / "pcds/1/b.pcd").write_bytes(b"points b\n")  # one byte short
+    (root / "ann.json").write_bytes(b"{}")  # same size, other content
+    problems = verify_files(root, manifest)
+    assert problems["pcds/1/a.pcd"] == "missing"
+    assert problems["pcds/1/b.pcd"] == "size 9, expected 10"
+    assert problems["ann.json"].startswith(f"sha256 {hashlib.sha256(b'{}').hexdigest()}")
+
+
+def test_unknown_size_or_hash_is_not_checked(tmp_path: Path) -> None:
+    root, _ = dataset(tmp_path)
+    assert verify_files(root, {"ann.json": (None, None), "pcds/1/a.pcd": (9, None)}) == {}
+
+
+def test_describe_missing_lists_the_first_paths_and_the_count() -> None:
+    paths = [f"pcds/{i}.pcd" for i in range(8)]
+    assert (
+        describe_missing(paths, limit=3) == "8 files: pcds/0.pcd, pcds/1.pcd, pcds/2.pcd and 5 more"
+    )
+    assert describe_missing(paths[:2]) == "2 files: pcds/0.pcd, pcds/1.pcd"
+
+
+def run_folder(tmp_path: Path) -> Path:
+    root = tmp_path / "results" / "run"
+    save_arrays(root / "features" / "chair" / "shard-0.npz", {"x": np.ones(3)}, {"kind": "f"})
+    save_json_atomic(
+        root / "predictions" / "chair" / "shard-0.json", {"header": {"format_version": 1}}
+    )
+    KeypointPrototypes(
+        semantic_ids=np.array([0]),
+        features=np.ones((1, 2), np.float32),
+        target_distances=np.zeros((1, 1)),
+        pair_counts=np.ones((1, 1), np.int64),
+        shot_ids=["m"],
+        reduction="mean",
+    ).save(root / "prototypes" / "chair.npz", {"kind": "prototypes", "config_hash": "abc"})
+    return root
+
+
+def test_verify_run_accepts_a_clean_folder(tmp_path: Path) -> None:
+    assert verify_run(run_folder(tmp_path)) == (3, [])
+
+
+def test_verify_run_reports_and_deletes_bad_files(tmp_path: Path) -> None:
+    root = run_folder(tmp_path)
+    bad_npz = root / "features" / "chair" / "shard-0.npz"
+    bad_npz.write_bytes(bad_npz.read_bytes()[:100])
+    bad_json = root / "predictions" / "chair" / "shard-0.json"
+    bad_json.write_text('{"predictions": []}')
+    stray = root / "features" / "chair" / ".shard-1.npz.x1.tmp"
+    stray.write_bytes(b"half")
+    checked, bad = verify_run(root)
+    assert checked == 3
+    problems = dict(bad)
+    assert problems[bad_npz].startswith(f"{bad_npz}: truncated or corrupt .npz")
+    assert problems[bad_json] == f"{bad_json}: predictions without a header"
+    assert "interrupted write" in problems[stray]
+    verify_run(root, delete=True)
+    assert not bad_npz.exists() and not bad_json.exists() and not stray.exists()
+    assert not (root / "prototypes" / "chair.npz").exists()  # computed from the features
+
+
+def test_prototype_header_is_checked(tmp_path: Path) -> None:
+    path = run_folder(tmp_path) / "prototypes" / "chair.npz"
+    assert KeypointPrototypes.load(path, {"config_hash": "abc"}).shot_ids == ["m"]
+    with pytest.raises(CacheError, match="header field 'config_hash' is 'abc', expected 'xyz'"):
+        KeypointPrototypes.load(path, {"config_hash": "xyz"})
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(CacheError, match="cannot read keypoint prototypes"):
+        KeypointPrototypes.load(path)
+
+
+def test_dependents_follow_the_results_layout(tmp_path: Path) -> None:
+    root = tmp_path / "results" / "run"
+    files = [
+        "geodesics/chair/shard-0.npz", "features/chair/shard-1.npz",
+        "features/airplane/shard-1.npz", "prototypes/chair.npz", "prototypes/airplane.npz",
+        "predictions/chair/shard-0.json", "predictions/airplane/shard-0.json",
+        "metrics/chair.json", "metrics/airplane.json", "tables/miou.csv", "manifest.json",
+        "plots/miou.png", "plots/keypoints/chair.png", "plots/keypoints/airplane.png",
+    ]  # fmt: skip
+    for rel in files:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    after_features = {str(p.relative_to(root)) for p in dependents(root / files[1])}
+    assert after_features == {
+        "prototypes/chair.npz", "predictions/chair/shard-0.json", "metrics/chair.json",
+        "plots/keypoints/chair.png", "tables/miou.csv", "manifest.json", "plots/miou.png",
+    }  # fmt: skip
+    after_metrics = {str(p.relative_to(root)) for p in dependents(root / "metrics/airplane.json")}
+    assert after_metrics == {"tables/miou.csv", "manifest.json", "plots/miou.png"}
+    assert dependents(tmp_path / "elsewhere.npz") == []
+    remove_with_dependents(root / files[1])
+    assert not (root / files[1]).exists() and not (root / "prototypes/chair.npz").exists()
+    assert (root / "prototypes/airplane.npz").exists() and (root / files[0]).exists()
