@@ -138,13 +138,13 @@ def _parse_numbers(path: Path, lines: list[str], first_line: int, width: int) ->
     )
 
 
-def _check_finite(path: Path, values: np.ndarray, first_line: int, what: str) -> None:
+def _check_finite(path: Path, values: np.ndarray, first_line: int | None, what: str) -> None:
+    """DataError at the first non-finite row; ``first_line`` None: no line numbers (PLY)."""
     bad = ~np.isfinite(values).all(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DataError(
-            f"{path}: line {first_line + row}: {what} {row} is not finite {values[row].tolist()}"
-        )
+        where = f"{path}: " if first_line is None else f"{path}: line {first_line + row}: "
+        raise DataError(f"{where}{what} {row} is not finite {values[row].tolist()}")
 
 
 # --------------------------------------------------------------------------------------- PCD
@@ -548,7 +548,7 @@ def _mesh_from_elements(path: Path, parsed: dict[str, dict[str, Any]]) -> Mesh:
     vertices = np.stack([np.asarray(vertex[a], dtype=np.float64) for a in "xyz"], axis=1)
     if len(vertices) == 0:
         raise DataError(f"{path}: PLY has no vertices")
-    _check_finite(path, vertices, 0, "vertex")
+    _check_finite(path, vertices, None, "vertex")
     face = parsed.get("face", {})
     key = "vertex_indices" if "vertex_indices" in face else "vertex_index"
     if key not in face or len(face[key]) == 0:

@@ -339,13 +339,14 @@ POINT_CLOUD_CASES = [
 ]  # fmt: skip
 
 MESH_CASES = [
-    ("truncated PLY", lambda w, m: truncate(w / ply(m)), "[features] DataError: {ply}: "),
+    ("truncated PLY", lambda w, m: truncate(w / ply(m)),
+     "[features] DataError: {ply}: truncated PLY: element vertex needs"),
     ("mesh with no faces", lambda w, m: edit_ply(w / ply(m), lambda v, f: (v, [])),
      "[features] DataError: {ply}: PLY has no faces (a triangle mesh is required)"),
     ("degenerate vertices", lambda w, m: edit_ply(w / ply(m), same_point),
      "[features] DataError: {ply}: degenerate mesh: all"),
     ("non-finite vertex", lambda w, m: edit_ply(w / ply(m), nan_vertex),
-     "[features] DataError: {ply}: "),
+     "[features] DataError: {ply}: vertex 0 is not finite [nan, "),
 ]  # fmt: skip
 
 
