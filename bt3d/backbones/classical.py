@@ -183,6 +183,7 @@ def build(
     for setting, value in (("backbone.checkpoint", checkpoint), ("backbone.layer", layer)):
         if value not in (None, "last_norm") or (setting == "backbone.checkpoint" and value):
             raise BackboneError(
-                f"{setting}={value!r} is meaningless for the weights-free {NAME!r} backbone"
+                f"{setting}={value!r} is meaningless for the weights-free {NAME!r} backbone; "
+                f"set {setting}: null"
             )
     return DaisyBackbone().to(device).eval()
