@@ -178,6 +178,8 @@ def run(
     print(f"  thresholds          {fmt(THRESHOLDS)}")
     for name, parts in rows.items():
         preds = [p for ps, _, _ in parts for p in ps]
+        if not preds:  # --reference-shapes 0
+            continue
         tests = [t for _, ts, _ in parts for t in ts]
         gt = parts[0][2]
         acc = accuracy(preds, tests, gt)

@@ -196,3 +196,14 @@ def test_errors():
     )
     with pytest.raises(DataError, match="no keypoint"):
         optimise_keypoints(f, d, empty)
+
+
+def test_refinement_on_all_points_keeps_the_answer_and_is_deterministic():
+    protos, f, d, truth = _planted()
+    plain = optimise_keypoints(f, d, protos, candidates=2)
+    run = [optimise_keypoints(f, d, protos, candidates=2, refine_steps=50) for _ in range(2)]
+    np.testing.assert_array_equal(run[0].indices, truth)
+    np.testing.assert_array_equal(run[0].indices, run[1].indices)
+    assert run[0].final_loss == run[1].final_loss
+    assert run[0].final_loss <= plain.final_loss + 1e-4
+    assert run[0].steps_run > plain.steps_run
