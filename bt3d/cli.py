@@ -172,6 +172,26 @@ def _cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_same_backbone(
+    prototypes_path: Path, prototypes_header: dict, features_path: Path, features_header: dict
+) -> None:
+    """Refuse features from another backbone or layer than the prototypes (where both say).
+
+    A missing layer and ``last_norm`` are the same layer.
+    """
+    for field in ("backbone", "layer"):
+        if field not in prototypes_header or field not in features_header:
+            continue
+        ours = prototypes_header[field] or ("last_norm" if field == "layer" else None)
+        theirs = features_header[field] or ("last_norm" if field == "layer" else None)
+        if ours != theirs:
+            raise ConfigError(
+                f"{features_path}: features come from {field} {theirs!r} but the prototypes "
+                f"{prototypes_path} from {ours!r}; recompute the features with "
+                f"--{field} {ours}"
+            )
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from bt3d.cache import save_json_atomic
     from bt3d.fewshot import KeypointPrototypes
@@ -180,6 +200,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     shape, header = load_shape_features(args.features)
     prototypes = KeypointPrototypes.load(args.prototypes)
+    _check_same_backbone(
+        args.prototypes, KeypointPrototypes.read_header(args.prototypes), args.features, header
+    )
     if prototypes.features.shape[1] != shape.features.shape[1]:
         raise ConfigError(
             f"{args.prototypes}: prototypes have {prototypes.features.shape[1]} channels but "

@@ -107,6 +107,22 @@ class KeypointPrototypes:
             raise
         return path
 
+    @staticmethod
+    def read_header(path: str | os.PathLike) -> dict[str, Any]:
+        """The header stored by :meth:`save` (``{}`` when the file has none).
+
+        Raises:
+            CacheError: the file is missing or not a readable npz.
+        """
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if "__header__" not in data.files:
+                    return {}
+                return json.loads(data["__header__"].tobytes().decode("utf-8"))
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise CacheError(f"{path}: cannot read keypoint prototypes: {exc}") from exc
+
     @classmethod
     def load(
         cls, path: str | os.PathLike, expected: Mapping[str, Any] | None = None

@@ -42,7 +42,14 @@ def main(snakemake) -> None:
     prototypes = build_prototypes(labelled, reduction=snakemake.params.reduction)
     prototypes.save(
         snakemake.output.prototypes,
-        expected_header(snakemake, "prototypes", shot_ids=[s.model_id for s in labelled]),
+        expected_header(
+            snakemake,
+            "prototypes",
+            shot_ids=[s.model_id for s in labelled],
+            # recorded for `bt3d predict`, which checks features of users' own shapes against it
+            backbone=snakemake.config["backbone"]["name"],
+            layer=snakemake.config["backbone"]["layer"],
+        ),
     )
     print(
         f"{category}: {prototypes.num_keypoints} keypoints from {len(labelled)} labelled "

@@ -86,6 +86,24 @@ def test_predict_writes_json_with_keypoints(features_file: Path, tmp_path: Path)
     np.testing.assert_allclose(pred["xyz"], shape.points[pred["indices"]])
 
 
+def test_predict_refuses_features_of_another_layer(
+    features_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shape, _ = load_shape_features(features_file)
+    prototypes = build_prototypes(
+        [LabelledShape(shape.features, shape.geodesic_normalised, np.arange(3), [0, 9, 99], "s")]
+    )
+    out = tmp_path / "pred.json"
+    for layer, status in (("block9", 2), (None, 0)):
+        proto_path = prototypes.save(
+            tmp_path / f"proto-{layer}.npz", {"backbone": "classical", "layer": layer}
+        )
+        args = ["predict", "--prototypes", str(proto_path), str(features_file), "-o", str(out)]
+        assert main([*args, "--steps", "5"]) == status
+    err = capsys.readouterr().err
+    assert "from layer 'last_norm'" in err and "'block9'" in err and "--layer block9" in err
+
+
 def test_missing_mesh_prints_one_line_and_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
