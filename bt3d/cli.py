@@ -182,8 +182,9 @@ def _check_same_backbone(
     for field in ("backbone", "layer"):
         if field not in prototypes_header or field not in features_header:
             continue
-        ours = prototypes_header[field] or ("last_norm" if field == "layer" else None)
-        theirs = features_header[field] or ("last_norm" if field == "layer" else None)
+        default = "last_norm" if field == "layer" else None
+        ours = prototypes_header[field] or default
+        theirs = features_header[field] or default
         if ours != theirs:
             raise ConfigError(
                 f"{features_path}: features come from {field} {theirs!r} but the prototypes "
