@@ -180,19 +180,22 @@ def test_killed_run_leaves_no_complete_looking_shard_and_resumes(
     assert running, f"the kill came after every started job finished: {started}"
 
     snakemake(workdir, "--unlock")
-    expected = {}
+    # Every missing output is rebuilt. A job whose atomic rename landed just before the kill,
+    # but that snakemake had not yet recorded as finished, is marked incomplete and is rerun
+    # too; with --cores 2 at most two jobs were in flight, so at most two such extra jobs.
+    missing = {}
     for rule, pattern, total in (("geodesics", "geodesics/*/*.npz", 4),
                                  ("features", "features/*/*.npz", 4)):  # fmt: skip
-        missing = total - len(list((workdir / RESULTS).glob(pattern)))
-        if missing:
-            expected[rule] = missing
+        missing[rule] = total - len(list((workdir / RESULTS).glob(pattern)))
     plan = planned(workdir, "--rerun-incomplete")
-    assert {r: plan.get(r) for r in expected} == expected and "synthetic" not in plan
-    assert not any(r in plan for r in ("geodesics", "features") if r not in expected)
+    rerun = {rule: plan.get(rule, 0) for rule in missing}
+    assert "synthetic" not in plan, plan
+    assert all(rerun[r] >= missing[r] for r in missing), (rerun, missing)
+    assert sum(rerun.values()) <= sum(missing.values()) + 2, (rerun, missing)
 
     out = snakemake(workdir, "--cores", "2", "--rerun-incomplete")
     ran = re.findall(r"^(?:local)?rule (\w+):", out, flags=re.MULTILINE)
-    assert {r: ran.count(r) for r in expected} == expected
+    assert {r: ran.count(r) for r in missing} == rerun
     assert no_temporaries(workdir) == []
     for table in ("miou.csv", "pck.csv", "per_keypoint.csv", "baseline.csv"):
         after = (workdir / RESULTS / "tables" / table).read_bytes()
