@@ -934,6 +934,21 @@ class KeypointNetDataset:
         check_surface(mesh)
         return mesh
 
+    def annotation_order(self, category: str) -> list[tuple[str, str]]:
+        """(class_id, model_id) of the category's annotated shapes in annotation-file order:
+        a sample order for datasets that come without ``benchmark_indices.csv``."""
+        return [(a.class_id, a.model_id) for a in self.annotations(category).values()]
+
+    def shapes_with_files(self, category: str) -> list[str]:
+        """Annotated model ids of a category whose point cloud and mesh files both exist, in
+        annotation-file order."""
+        return [
+            model_id
+            for model_id in self.annotations(category)
+            if self.pcd_path(category, model_id).is_file()
+            and self.mesh_path(category, model_id).is_file()
+        ]
+
     def missing_files(self, categories: Iterable[str]) -> list[Path]:
         """Annotation files, point clouds and meshes of ``categories`` that do not exist.
 

@@ -77,33 +77,54 @@ def select_shard(
     """Model ids of one shard: ``(labelled, test)``, each in sample order.
 
     The category's selection is the few-shot split of the sample order restricted to the
-    annotated models (labelled shapes first, then test shapes); shape ``i`` of it belongs to
-    shard ``i % shards``. Shard membership is fixed by config alone, so the workflow's DAG
-    does not depend on the dataset's contents.
+    annotated models (with ``missing_shapes: skip``, to those whose point cloud and mesh
+    exist), labelled shapes first, then test shapes; shape ``i`` of it belongs to shard
+    ``i % shards``. Shard membership is fixed by config alone, so the workflow's DAG does not
+    depend on the dataset's contents. A ``.json`` sample order is the category's annotation
+    file: its record order is the order (``dataset.sample_order: annotations``).
     """
     from bt3d.errors import DataError
     from bt3d.io import class_id_of, few_shot_split, read_sample_order
 
+    if Path(sample_order).suffix == ".json":
+        order = dataset.annotation_order(category)
+    else:
+        order = read_sample_order(sample_order)
+    annotated = list(dataset.annotations(category))
+    skip = selection.get("missing_shapes", "error") == "skip"
+    available = dataset.shapes_with_files(category) if skip else annotated
     try:
         labelled, test = few_shot_split(
-            read_sample_order(sample_order),
+            order,
             class_id_of(category),
             selection["shots"],
             offset=selection["offset"],
             max_test=selection["max_test_shapes"],
-            available=dataset.annotations(category).keys(),
+            available=available,
         )
     except DataError as exc:
         if not str(exc).startswith("sample order:"):
             raise
+        lacking = len(annotated) - len(available)
+        skipped = f"; {lacking} annotated shapes lack their files and were skipped" * (lacking > 0)
+        files = dict.fromkeys([str(sample_order), str(dataset.annotation_path(category))])
         raise DataError(
-            f"{sample_order} + {dataset.annotation_path(category)}: {category}: "
+            f"{' + '.join(files)}: {category}: "
             f"{str(exc).removeprefix('sample order: ')} (dataset.shots / dataset.offset)"
+            f"{skipped}"
         ) from exc
     shards = selection["shards"]
     ordered = [(m, True) for m in labelled] + [(m, False) for m in test]
     mine = [(m, is_labelled) for i, (m, is_labelled) in enumerate(ordered) if i % shards == shard]
     return [m for m, lab in mine if lab], [m for m, lab in mine if not lab]
+
+
+def shapes_lacking_files(dataset: Any, category: str) -> list[Path]:
+    """Point clouds and meshes of annotated ``category`` shapes that do not exist, relative
+    to the dataset root (empty when the annotation file itself is absent)."""
+    if not dataset.annotation_path(category).is_file():
+        return []
+    return [p.relative_to(dataset.root) for p in dataset.missing_files([category])]
 
 
 def check_complete(dataset: Any, category: str) -> None:
@@ -157,8 +178,9 @@ def read_artifact(path: str, expected: dict[str, Any]) -> tuple[dict[str, Any], 
 
 def read_geodesic_shard(path: str, expected: dict[str, Any]) -> dict[str, Any]:
     """A geodesics shard: ``model_ids`` list, ``labelled`` (S,), ``geodesic`` (S, N, N)
-    float16 normalised, ``scale`` (S,) (raw = normalised * scale)."""
-    arrays, _ = read_artifact(path, expected)
+    float16 normalised, ``scale`` (S,) (raw = normalised * scale), ``skipped_shapes`` (the
+    category's annotated shapes left out for lack of files)."""
+    arrays, header = read_artifact(path, expected)
     with rebuild_on_error(path):
         _require(path, arrays, ("model_ids", "labelled", "geodesic", "scale"))
     return {
@@ -166,6 +188,7 @@ def read_geodesic_shard(path: str, expected: dict[str, Any]) -> dict[str, Any]:
         "labelled": arrays["labelled"].astype(bool),
         "geodesic": arrays["geodesic"],
         "scale": arrays["scale"],
+        "skipped_shapes": int(header.get("skipped_shapes", 0)),
     }
 
 

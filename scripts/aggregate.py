@@ -4,7 +4,8 @@
 ``per_keypoint.csv`` (category,semantic_id,threshold,pck), ``baseline.csv``
 (category,threshold,miou,pck: random points) and ``miou.md``: the paper's layout, one row
 per category (method, then random baseline), one column per threshold, mIoU in percent,
-followed by a note per category whose test shapes have keypoints no shot labels.
+followed by a note per category whose test shapes have keypoints no shot labels or whose
+annotated shapes were skipped for lack of files.
 ``results/<run>/manifest.json`` records what produced the tables: bt3d version, git commit,
 the whole config, the seeds and the predictions' config hash.
 """
@@ -25,6 +26,12 @@ def main(snakemake) -> None:
                 f"Note: {m['category']}: {m['unseen_keypoints']} of "
                 f"{m['ground_truth_keypoints']} ground-truth keypoints have semantic ids "
                 f"{m['unseen_semantic_ids']} that no labelled shot has; PCK counts them as misses."
+            )
+        if m.get("skipped_shapes"):
+            notes.append(
+                f"Note: {m['category']}: {m['skipped_shapes']} of {m['annotated_shapes']} "
+                "annotated shapes lack their point cloud or mesh and were left out of the "
+                "split (dataset.missing_shapes: skip)."
             )
         for i, t in enumerate(m["thresholds"]):
             rows.append({"category": m["category"], "threshold": t, "miou": m["miou"][i]})

@@ -23,7 +23,7 @@ from pathlib import Path
 from _common import dataset_root, run
 
 
-def require_network(root: Path, what: str, host: str) -> None:
+def require_network(root: Path, what: str, host: str, alternative: str = "") -> None:
     """Fail fast, saying what to do, when ``host`` cannot be reached."""
     from bt3d.errors import OfflineError
 
@@ -31,7 +31,7 @@ def require_network(root: Path, what: str, host: str) -> None:
         f"cannot download {what} into {root}: {{reason}}. Either run `dvc pull` (restores "
         f"data/ from the DVC remote, see .dvc/config), or copy a KeypointNet folder "
         f"(annotations/, pcds/, ShapeNetCore.v2.ply/, benchmark_indices.csv) to {root} "
-        "(config key dataset.root), then rerun"
+        f"(config key dataset.root){alternative}, then rerun"
     )
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false"):
         raise OfflineError(advice.format(reason="HF_HUB_OFFLINE is set"))
@@ -84,7 +84,15 @@ def download_sample_order(snakemake) -> None:
 
     dest = Path(snakemake.output.sample_order)
     url, want = snakemake.params.url, snakemake.params.sha256
-    require_network(dest.parent, "the sample order", "raw.githubusercontent.com")
+    require_network(
+        dest.parent,
+        "the sample order",
+        "raw.githubusercontent.com",
+        alternative=(
+            ", or set dataset.sample_order to a local copy of the CSV, or to `annotations` "
+            "(the order of each category's annotation file; not the paper's split)"
+        ),
+    )
     try:
         with urllib.request.urlopen(url, timeout=60) as response:
             data = response.read()

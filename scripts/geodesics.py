@@ -1,10 +1,19 @@
 """Rule ``geodesics``: raw geodesic matrices of one shard's point clouds.
 
 Writes ``geodesic`` (S, N, N) float16 normalised by each shape's maximum, ``scale`` (S,)
-float64 (that maximum; raw = geodesic * scale), ``model_ids`` (S,), ``labelled`` (S,) bool.
+float64 (that maximum; raw = geodesic * scale), ``model_ids`` (S,), ``labelled`` (S,) bool;
+the header's ``skipped_shapes`` counts the category's annotated shapes left out for lack of
+files (``dataset.missing_shapes: skip``).
 """
 
-from _common import check_complete, dataset_root, expected_header, run, select_shard
+from _common import (
+    check_complete,
+    dataset_root,
+    expected_header,
+    run,
+    select_shard,
+    shapes_lacking_files,
+)
 
 
 def main(snakemake) -> None:
@@ -12,12 +21,24 @@ def main(snakemake) -> None:
 
     from bt3d.cache import encode_geodesic, save_arrays
     from bt3d.geodesic import geodesic_matrix
+    from bt3d.integrity import describe_missing
     from bt3d.io import KeypointNetDataset, validate_annotation
 
     sel, geo = snakemake.params.selection, snakemake.params.geodesic
     category, shard = snakemake.wildcards.category, int(snakemake.wildcards.shard)
     dataset = KeypointNetDataset(dataset_root(snakemake.input.annotations))
-    check_complete(dataset, category)
+    skipped = 0
+    if sel.get("missing_shapes", "error") == "error":
+        check_complete(dataset, category)
+    else:
+        lacking = shapes_lacking_files(dataset, category)
+        skipped = len(dataset.annotations(category)) - len(dataset.shapes_with_files(category))
+        if lacking:
+            print(
+                f"WARNING: {dataset.root}: {category}: skipping {skipped} annotated shapes "
+                f"without their files (dataset.missing_shapes: skip): "
+                f"{describe_missing(lacking)}"
+            )
     labelled, test = select_shard(dataset, snakemake.input.sample_order, category, sel, shard)
     model_ids = labelled + test
     annotations = dataset.annotations(category)
@@ -39,7 +60,11 @@ def main(snakemake) -> None:
             "model_ids": np.asarray(model_ids, dtype=str),
             "labelled": np.asarray([m in labelled for m in model_ids], dtype=bool),
         },
-        {**geo, **expected_header(snakemake, "geodesics", shard=shard, model_ids=model_ids)},
+        {
+            **geo,
+            **expected_header(snakemake, "geodesics", shard=shard, model_ids=model_ids),
+            "skipped_shapes": skipped,
+        },
     )
 
 

@@ -133,6 +133,16 @@ def test_missing_files_lists_absent_shapes(sample: KeypointNetDataset) -> None:
 # ---------------------------------------------------------------------------- split
 
 
+def test_shapes_with_files_and_annotation_order(sample: KeypointNetDataset) -> None:
+    # the sample's chair.json annotates 999 chairs; only one has its point cloud and mesh
+    order = sample.annotation_order("chair")
+    assert len(order) == 999 and order[0][0] == CHAIR
+    assert [m for _, m in order] == list(sample.annotations("chair"))
+    assert sample.shapes_with_files("chair") == [SAMPLE_MODEL]
+    labelled, test = few_shot_split(order, CHAIR, 1, available=sample.shapes_with_files("chair"))
+    assert (labelled, test) == ([SAMPLE_MODEL], [])
+
+
 def test_few_shot_split_offset_max_test_available() -> None:
     order = [(CHAIR, f"m{i}") for i in range(10)] + [("04379243", "t0"), (CHAIR, "m3")]
     assert few_shot_split(order, CHAIR, 2, offset=3) == (

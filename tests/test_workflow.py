@@ -144,6 +144,7 @@ def test_download_offline_fails_fast_saying_what_to_do(tmp_path: Path) -> None:
     out = result.stdout + result.stderr
     assert "[download_sample_order] OfflineError: cannot download the sample order" in out
     assert "`dvc pull`" in out and "dataset.root" in out
+    assert "or set dataset.sample_order to a local copy of the CSV, or to `annotations`" in out
     assert not (tmp_path / "data" / "kp" / "benchmark_indices.csv").exists()
 
 
@@ -156,3 +157,23 @@ def test_complete_keypointnet_folder_is_used_as_it_is(tmp_path: Path, shared_dat
     plan = planned(tmp_path, override)
     assert plan.get("geodesics") == 2 and plan.get("features") == 2
     assert "download" not in plan and "download_sample_order" not in plan
+
+
+def test_too_few_shapes_with_files_is_one_clear_error(tmp_path: Path, shared_data: Path) -> None:
+    # the sample annotates 999 chairs but holds the files of one: skip leaves 1 < 3 shots
+    root = tmp_path / "data" / "kp"
+    shutil.copytree(shared_data / "keypointnet-sample", root)
+    override = tmp_path / "kp.yaml"
+    override.write_text(KEYPOINTNET + "  sample_order: annotations\n  missing_shapes: skip\n")
+    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", str(TEST_CONFIG), str(override), "--cores", "1",
+           "--until", "geodesics"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert (
+        "[geodesics] DataError: data/kp/annotations/chair.json: "
+        "chair: class 03001627 has 1 usable shapes, fewer than offset 0 + shots 3 "
+        "(dataset.shots / dataset.offset); 998 annotated shapes lack their files and were skipped"
+    ) in out, out[-3000:]
+    assert not list((tmp_path / "results").rglob("*.npz"))

@@ -8,7 +8,12 @@ RUN = config["run"]
 RESULTS = f"results/{RUN}"
 DATASET = config["dataset"]
 ROOT = DATASET["root"].rstrip("/")
-SAMPLE_ORDER = DATASET.get("sample_order") or f"{ROOT}/benchmark_indices.csv"
+# The file that orders a category's shapes for the few-shot split: the paper's CSV, or with
+# `sample_order: annotations` the category's annotation file itself.
+SAMPLE_ORDER = {
+    None: f"{ROOT}/benchmark_indices.csv",
+    "annotations": f"{ROOT}/annotations/{{category}}.json",
+}.get(DATASET.get("sample_order"), DATASET.get("sample_order"))
 CATEGORIES = DATASET["categories"]
 SHARDS = list(range(config["shards"]))
 RESOURCES = config.get("resources", {})
@@ -26,6 +31,7 @@ def selection_params():
         "shots": DATASET["shots"],
         "offset": DATASET["offset"],
         "max_test_shapes": DATASET.get("max_test_shapes"),
+        "missing_shapes": DATASET.get("missing_shapes", "error"),
         "shards": config["shards"],
     }
 
@@ -76,9 +82,12 @@ def provenances(*kinds):
 def check_categories_present():
     """Stop before any job when the dataset's sample order lacks a configured category.
 
-    Not for the synthetic dataset: the workflow generates it with the configured categories.
+    Not for the synthetic dataset (the workflow generates it with the configured categories)
+    nor with ``sample_order: annotations`` (a category's annotation file is then its order).
     """
-    if DATASET["name"] == "synthetic" or not os.path.exists(SAMPLE_ORDER):
+    if DATASET["name"] == "synthetic" or DATASET.get("sample_order") == "annotations":
+        return
+    if not os.path.exists(SAMPLE_ORDER):
         return
     repo = os.path.dirname(workflow.main_snakefile)
     if repo not in sys.path:
