@@ -89,24 +89,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _normalise(mesh, points: np.ndarray):  # noqa: ANN001, ANN202
-    """Centre on the bounding box and scale to a unit diagonal (mesh and points alike)."""
-    from bt3d.structures import Mesh
-
-    lo, hi = mesh.vertices.min(axis=0), mesh.vertices.max(axis=0)
-    centre, diag = (lo + hi) / 2, float(np.linalg.norm(hi - lo))
-    if not diag > 0:
-        raise ConfigError(f"{mesh.source}: mesh has a zero-size bounding box")
-    moved = Mesh(
-        (mesh.vertices - centre) / diag,
-        mesh.faces,
-        mesh.vertex_colors,
-        mesh.vertex_normals,
-        mesh.source,
-    )
-    return moved, (points - centre) / diag
-
-
 def _cmd_synthetic(args: argparse.Namespace) -> int:
     from bt3d.synthetic import generate_dataset
 
@@ -130,6 +112,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
         feature_settings,
         sample_surface,
         save_shape_features,
+        unit_box,
     )
 
     mesh = read_ply(args.mesh)
@@ -138,7 +121,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
     else:
         points = sample_surface(mesh, args.n_points, args.seed)
     if args.normalise:
-        mesh, points = _normalise(mesh, points)
+        mesh, points = unit_box(mesh, points)
     backbone = get_backbone(args.backbone, args.device, args.checkpoint, args.layer)
     settings = {
         "n_azimuth": args.n_azimuth,

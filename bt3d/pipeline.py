@@ -198,6 +198,35 @@ def shape_geodesics(
     return raw, geo.normalise_geodesic(raw, source=source)
 
 
+def unit_box(mesh: Mesh, points: np.ndarray) -> tuple[Mesh, np.ndarray]:
+    """Centre ``mesh`` and ``points`` on the mesh's bounding box and scale both to a unit
+    bounding-box diagonal (ShapeNet's scale, which the default view sphere of radius 1.1 and
+    60 deg field of view are made for).
+
+    Args:
+        mesh: (V, 3) vertices, (F, 3) faces.
+        points: (N, 3) points in the mesh's frame.
+
+    Returns:
+        ``(moved mesh, moved points (N, 3))``.
+
+    Raises:
+        DataError: the mesh's bounding box has zero size.
+    """
+    lo, hi = mesh.vertices.min(axis=0), mesh.vertices.max(axis=0)
+    centre, diagonal = (lo + hi) / 2, float(np.linalg.norm(hi - lo))
+    if not diagonal > 0:
+        raise DataError(f"{mesh.source}: mesh has a zero-size bounding box")
+    moved = Mesh(
+        (mesh.vertices - centre) / diagonal,
+        mesh.faces,
+        mesh.vertex_colors,
+        mesh.vertex_normals,
+        mesh.source,
+    )
+    return moved, (np.asarray(points, dtype=np.float64) - centre) / diagonal
+
+
 def backproject_views(
     mesh: Mesh,
     points: np.ndarray,
@@ -211,6 +240,7 @@ def backproject_views(
     render_backend: str = "embree",
     textured: bool = False,
     sampling: str = "nearest",
+    normalise: bool = False,
     batch_size: int = 8,
     device: str | torch.device = "cpu",
     timer: StageTimer | None = None,
@@ -227,10 +257,16 @@ def backproject_views(
         ``(features (N, C) float32, counts (N,) int64)`` before geodesic smoothing.
     """
     pts = _checked_points(points, mesh.source)
+    if normalise:
+        mesh, pts = unit_box(mesh, pts)
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     with _stage(timer, "cameras"):
         eyes = cam.view_sphere(distance=distance, n_azimuth=n_azimuth, n_polar=n_polar)
-        cameras = cam.fit_cameras(pts, eyes, fov_degrees=fov, image_size=image_size)
+        try:
+            cameras = cam.fit_cameras(pts, eyes, fov_degrees=fov, image_size=image_size)
+        except DataError as exc:
+            hint = "" if normalise else " (render.normalise: true renders it at that scale)"
+            raise DataError(f"{mesh.source}: {exc}{hint}") from None
     with _stage(timer, "render"):
         raster = render(mesh, cameras, backend=render_backend, textured=textured)
     with _stage(timer, "backbone"):
@@ -265,6 +301,7 @@ def extract_shape_features(
     render_backend: str = "embree",
     textured: bool = False,
     sampling: str = "nearest",
+    normalise: bool = False,
     sigma: float = 0.01,
     knn: int = 20,
     unreachable: str = "max",
@@ -285,6 +322,9 @@ def extract_shape_features(
         render_backend: ``"embree"`` or ``"pytorch3d"`` (:func:`bt3d.render.available_backends`).
         textured: render vertex colours instead of flat grey.
         sampling: ``"nearest"`` (reference: the patch the point falls in) or ``"bilinear"``.
+        normalise: render the shape centred and scaled to a unit bounding-box diagonal
+            (:func:`unit_box`), for shapes not at ShapeNet's scale; geodesics stay in the
+            shape's own units. Off in the reference (ShapeNet shapes are already at that scale).
         sigma: geodesic smoothing bandwidth on normalised distances (0.01).
         knn: neighbours of the geodesic kNN graph (20).
         unreachable: ``"max"`` or ``"zero"`` for pairs in disconnected graph pieces.
@@ -315,6 +355,7 @@ def extract_shape_features(
         render_backend=render_backend,
         textured=textured,
         sampling=sampling,
+        normalise=normalise,
         batch_size=batch_size,
         device=device,
         timer=timer,
@@ -405,4 +446,5 @@ __all__ = [
     "sample_surface",
     "save_shape_features",
     "shape_geodesics",
+    "unit_box",
 ]

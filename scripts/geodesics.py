@@ -3,7 +3,8 @@
 Writes ``geodesic`` (S, N, N) float16 normalised by each shape's maximum, ``scale`` (S,)
 float64 (that maximum; raw = geodesic * scale), ``model_ids`` (S,), ``labelled`` (S,) bool;
 the header's ``skipped_shapes`` counts the category's annotated shapes left out for lack of
-files (``dataset.missing_shapes: skip``).
+files (``dataset.missing_shapes: skip``). With ``dataset.normalise`` the point clouds are
+first divided by their mesh's bounding-box diagonal (KeypointNet's unit scale).
 """
 
 from _common import (
@@ -23,6 +24,7 @@ def main(snakemake) -> None:
     from bt3d.geodesic import geodesic_matrix
     from bt3d.integrity import describe_missing
     from bt3d.io import KeypointNetDataset, validate_annotation
+    from bt3d.pipeline import unit_box
 
     sel, geo = snakemake.params.selection, snakemake.params.geodesic
     category, shard = snakemake.wildcards.category, int(snakemake.wildcards.shard)
@@ -46,6 +48,8 @@ def main(snakemake) -> None:
     for model_id in model_ids:
         points = dataset.load_points(category, model_id)
         validate_annotation(annotations[model_id], len(points))
+        if geo["normalise"]:  # geodesics in units of the mesh's bounding-box diagonal
+            points = unit_box(dataset.load_mesh(category, model_id), points)[1]
         raw = geodesic_matrix(points, k=geo["knn"], unreachable=geo["unreachable"], source=model_id)
         matrix, scale = encode_geodesic(raw)
         encoded.append(matrix)

@@ -147,3 +147,22 @@ def test_stage_timer_traces_numpy_peaks_when_asked() -> None:
     assert alloc.python_peak_mb is not None and 7.5 < alloc.python_peak_mb < 12
     assert small.python_peak_mb < 1
     assert StageTimer().records == []
+
+
+def test_normalise_renders_any_scale_and_position_like_the_unit_box(table, classical) -> None:
+    mesh, points = table
+    scale, offset = 250.0, np.array([10.0, -3.0, 7.0])
+    big = Mesh(mesh.vertices * scale + offset, mesh.faces, source="table-in-millimetres")
+    big_points = points * scale + offset
+    with pytest.raises(
+        DataError,
+        match=r"^table-in-millimetres: view \d+ .* is the shape normalised to the unit box\? "
+        r"\(render.normalise: true renders it at that scale\)$",
+    ):
+        extract_shape_features(big, big_points, classical, **FEW_VIEWS)
+    ours = extract_shape_features(big, big_points, classical, normalise=True, **FEW_VIEWS)
+    unit = extract_shape_features(mesh, points, classical, normalise=True, **FEW_VIEWS)
+    assert np.array_equal(ours.counts, unit.counts)
+    np.testing.assert_allclose(ours.features, unit.features, atol=1e-4)
+    # geodesics stay in the shape's own units
+    np.testing.assert_allclose(ours.geodesic, unit.geodesic * scale, rtol=1e-6)

@@ -1,7 +1,8 @@
 """End-to-end on a user's own KeypointNet-layout folder built from the real sample chair.
 
 The folder holds six chairs derived from ``../shared``'s real KeypointNet chair by
-anisotropic scaling (real PLY/PCD formats, real keypoint annotation; indices stay valid), an
+anisotropic scaling, stored in millimetres (real PLY/PCD formats, real keypoint annotation;
+indices stay valid; ``dataset.normalise`` brings them back to KeypointNet's scale), an
 annotation file that also lists two real chairs whose files are absent, and no
 ``benchmark_indices.csv``: the situation of a user with a partial KeypointNet copy or shapes
 of their own. The workflow must run on it with ``sample_order: annotations`` and
@@ -32,6 +33,8 @@ CHAIR = "03001627"
 SCALES = [(1.0, 1.0, 1.0), (1.15, 0.9, 1.0), (0.9, 1.1, 1.05),
           (1.05, 1.0, 0.85), (0.95, 1.2, 0.95), (1.1, 0.85, 1.1)]  # fmt: skip
 
+MILLIMETRES = 1000.0
+
 pytestmark = pytest.mark.slow
 
 
@@ -47,7 +50,7 @@ def user_dataset(root: Path, shared_data: Path) -> tuple[list[str], list[str]]:
     with_files = []
     for i, scale in enumerate(SCALES):
         model_id = f"user-chair-{i}"
-        s = np.asarray(scale)
+        s = np.asarray(scale) * MILLIMETRES  # stored at another scale than ShapeNet's
         (root / "ShapeNetCore.v2.ply" / CHAIR).mkdir(parents=True, exist_ok=True)
         (root / "pcds" / CHAIR).mkdir(parents=True, exist_ok=True)
         write_ply(root / "ShapeNetCore.v2.ply" / CHAIR / f"{model_id}.ply",

@@ -42,6 +42,7 @@ def feature_params():
         "render": config["render"],
         "backbone": config["backbone"],
         "sampling": config["features"]["sampling"],
+        "normalise": DATASET.get("normalise", False),
         "sigma": config["features"]["sigma"],
     }
 
@@ -50,6 +51,7 @@ def geodesic_params():
     return {
         "knn": config["features"]["knn"],
         "unreachable": config["features"]["unreachable"],
+        "normalise": DATASET.get("normalise", False),
     }
 
 
