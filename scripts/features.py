@@ -50,7 +50,7 @@ def main(snakemake) -> None:
                 render_backend=render["backend"],
                 textured=render["textured"],
                 sampling=feat["sampling"],
-                normalise=feat["normalise"],
+                normalise=feat.get("normalise", False),
                 sigma=feat["sigma"],
                 batch_size=bb["batch_size"],
                 device=device,

@@ -48,7 +48,7 @@ def main(snakemake) -> None:
     for model_id in model_ids:
         points = dataset.load_points(category, model_id)
         validate_annotation(annotations[model_id], len(points))
-        if geo["normalise"]:  # geodesics in units of the mesh's bounding-box diagonal
+        if geo.get("normalise", False):  # geodesics in units of the mesh's bounding-box diagonal
             points = unit_box(dataset.load_mesh(category, model_id), points)[1]
         raw = geodesic_matrix(points, k=geo["knn"], unreachable=geo["unreachable"], source=model_id)
         matrix, scale = encode_geodesic(raw)
