@@ -179,7 +179,8 @@ def read_artifact(path: str, expected: dict[str, Any]) -> tuple[dict[str, Any], 
 def read_geodesic_shard(path: str, expected: dict[str, Any]) -> dict[str, Any]:
     """A geodesics shard: ``model_ids`` list, ``labelled`` (S,), ``geodesic`` (S, N, N)
     float16 normalised, ``scale`` (S,) (raw = normalised * scale), ``skipped_shapes`` (the
-    category's annotated shapes left out for lack of files)."""
+    category's annotated shapes left out for lack of files), ``sample_order`` (the file that
+    ordered the split)."""
     arrays, header = read_artifact(path, expected)
     with rebuild_on_error(path):
         _require(path, arrays, ("model_ids", "labelled", "geodesic", "scale"))
@@ -189,6 +190,7 @@ def read_geodesic_shard(path: str, expected: dict[str, Any]) -> dict[str, Any]:
         "geodesic": arrays["geodesic"],
         "scale": arrays["scale"],
         "skipped_shapes": int(header.get("skipped_shapes", 0)),
+        "sample_order": str(header.get("sample_order", "")),
     }
 
 

@@ -4,8 +4,8 @@
 ``per_keypoint.csv`` (category,semantic_id,threshold,pck), ``baseline.csv``
 (category,threshold,miou,pck: random points) and ``miou.md``: the paper's layout, one row
 per category (method, then random baseline), one column per threshold, mIoU in percent,
-followed by a note per category whose test shapes have keypoints no shot labels or whose
-annotated shapes were skipped for lack of files.
+followed by a note per category whose test shapes have keypoints no shot labels, whose
+annotated shapes were skipped for lack of files, or whose split follows its annotation file.
 ``results/<run>/manifest.json`` records what produced the tables: bt3d version, git commit,
 the whole config, the seeds and the predictions' config hash.
 """
@@ -26,6 +26,11 @@ def main(snakemake) -> None:
                 f"Note: {m['category']}: {m['unseen_keypoints']} of "
                 f"{m['ground_truth_keypoints']} ground-truth keypoints have semantic ids "
                 f"{m['unseen_semantic_ids']} that no labelled shot has; PCK counts them as misses."
+            )
+        if m.get("sample_order", "").endswith(".json"):
+            notes.append(
+                f"Note: {m['category']}: shots and test shapes follow the record order of "
+                f"{m['sample_order']}, not the paper's sample order (benchmark_indices.csv)."
             )
         if m.get("skipped_shapes"):
             notes.append(

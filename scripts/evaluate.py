@@ -19,10 +19,11 @@ def main(snakemake) -> None:
     thresholds = [float(t) for t in snakemake.params.thresholds]
     annotations = {a.model_id: a for a in read_annotations(snakemake.input.annotations)}
     geodesics: dict[str, np.ndarray] = {}
-    skipped = 0
+    skipped, sample_order = 0, ""
     for number, path in enumerate(snakemake.input.geodesics):
         shard = read_geodesic_shard(path, expected_header(snakemake, "geodesics", shard=number))
         skipped = max(skipped, shard["skipped_shapes"])
+        sample_order = shard["sample_order"]
         for i, model_id in enumerate(shard["model_ids"]):
             if not shard["labelled"][i]:
                 geodesics[model_id] = shard["geodesic"][i].astype(np.float64) * shard["scale"][i]
@@ -88,6 +89,7 @@ def main(snakemake) -> None:
             "unseen_keypoints": unseen["keypoints"],
             "ground_truth_keypoints": unseen["total"],
             "skipped_shapes": skipped,
+            "sample_order": sample_order,
             "annotated_shapes": len(annotations),
             "per_keypoint_pck": {str(k): np.asarray(v).tolist() for k, v in per_keypoint.items()},
         },

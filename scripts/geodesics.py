@@ -3,8 +3,9 @@
 Writes ``geodesic`` (S, N, N) float16 normalised by each shape's maximum, ``scale`` (S,)
 float64 (that maximum; raw = geodesic * scale), ``model_ids`` (S,), ``labelled`` (S,) bool;
 the header's ``skipped_shapes`` counts the category's annotated shapes left out for lack of
-files (``dataset.missing_shapes: skip``). With ``dataset.normalise`` the point clouds are
-first divided by their mesh's bounding-box diagonal (KeypointNet's unit scale).
+files (``dataset.missing_shapes: skip``) and ``sample_order`` names the file that ordered
+the split. With ``dataset.normalise`` the point clouds are first divided by their mesh's
+bounding-box diagonal (KeypointNet's unit scale).
 """
 
 from _common import (
@@ -41,7 +42,13 @@ def main(snakemake) -> None:
                 f"without their files (dataset.missing_shapes: skip): "
                 f"{describe_missing(lacking)}"
             )
-    labelled, test = select_shard(dataset, snakemake.input.sample_order, category, sel, shard)
+    order = snakemake.input.sample_order
+    if order.endswith(".json"):
+        print(
+            f"WARNING: {category}: shots and test shapes follow the record order of {order}, "
+            "not the paper's benchmark_indices.csv (dataset.sample_order)"
+        )
+    labelled, test = select_shard(dataset, order, category, sel, shard)
     model_ids = labelled + test
     annotations = dataset.annotations(category)
     encoded, scales = [], []
@@ -68,6 +75,7 @@ def main(snakemake) -> None:
             **geo,
             **expected_header(snakemake, "geodesics", shard=shard, model_ids=model_ids),
             "skipped_shapes": skipped,
+            "sample_order": order,
         },
     )
 

@@ -5,9 +5,10 @@ anisotropic scaling, stored in millimetres (real PLY/PCD formats, real keypoint 
 indices stay valid; ``dataset.normalise`` brings them back to KeypointNet's scale), an
 annotation file that also lists two real chairs whose files are absent, and no
 ``benchmark_indices.csv``: the situation of a user with a partial KeypointNet copy or shapes
-of their own. The workflow must run on it with ``sample_order: annotations`` and
-``missing_shapes: skip`` (and say what it skipped), and stop with a clear message under
-``missing_shapes: error``. Slow (about a minute on two cores); CI runs it (`make test`).
+of their own. The workflow must run on it with ``sample_order: auto`` (no CSV: the annotation
+file's order) and ``missing_shapes: skip`` (and say what it did), and stop with a clear
+message under ``missing_shapes: error``. Slow (about a minute on two cores); CI runs it
+(`make test`).
 """
 
 from __future__ import annotations
@@ -70,12 +71,12 @@ def snakemake(workdir: Path, config: Path, *args: str) -> subprocess.CompletedPr
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=workdir)
 
 
-def user_config(workdir: Path, missing_shapes: str) -> Path:
+def user_config(workdir: Path, missing_shapes: str, sample_order: str) -> Path:
     path = workdir / f"user-{missing_shapes}.yaml"
     path.write_text(
         "run: user\n"
         "dataset:\n  name: keypointnet\n  root: data/user\n  categories: [chair]\n"
-        f"  sample_order: annotations\n  missing_shapes: {missing_shapes}\n"
+        f"  sample_order: {sample_order}\n  missing_shapes: {missing_shapes}\n"
         "  max_test_shapes: null\n"
     )
     return path
@@ -89,7 +90,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path
 
 
 def test_missing_shapes_error_lists_them_and_writes_nothing(workdir: Path) -> None:
-    result = snakemake(workdir, user_config(workdir, "error"), "--cores", "1")
+    result = snakemake(workdir, user_config(workdir, "error", "annotations"), "--cores", "1")
     assert result.returncode != 0
     out = result.stdout + result.stderr
     assert re.search(r"\[geodesics\] DataError: data/user: dataset is incomplete for chair: "
@@ -102,7 +103,7 @@ def test_missing_shapes_error_lists_them_and_writes_nothing(workdir: Path) -> No
 def test_user_folder_without_sample_order_runs_skipping_absent_shapes(
     workdir: Path, shared_data: Path
 ) -> None:
-    config = user_config(workdir, "skip")
+    config = user_config(workdir, "skip", "auto")  # auto: no CSV, so the annotation order
     result = snakemake(workdir, config, "--cores", "2")
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
@@ -110,7 +111,12 @@ def test_user_folder_without_sample_order_runs_skipping_absent_shapes(
     run = workdir / "results" / "user"
     log = (workdir / "logs" / "user" / "geodesics" / "chair-0.log").read_text()
     assert "WARNING: data/user: chair: skipping 2 annotated shapes without their files" in log
+    assert (
+        "WARNING: chair: shots and test shapes follow the record order of "
+        "data/user/annotations/chair.json, not the paper's benchmark_indices.csv"
+    ) in log
     note = (run / "tables" / "miou.md").read_text()
+    assert "Note: chair: shots and test shapes follow the record order of " in note
     assert "Note: chair: 2 of 8 annotated shapes lack their point cloud or mesh" in note
     metrics = json.loads((run / "metrics" / "chair.json").read_text())
     # annotation order, absent shapes skipped: chairs 0-2 are the shots, 3-5 the test shapes

@@ -134,7 +134,7 @@ KEYPOINTNET = "dataset:\n  name: keypointnet\n  root: data/kp\n  categories: [ch
 
 def test_download_offline_fails_fast_saying_what_to_do(tmp_path: Path) -> None:
     override = tmp_path / "kp.yaml"
-    override.write_text(KEYPOINTNET)
+    override.write_text(KEYPOINTNET + "  sample_order: null\n")  # the paper's CSV, downloaded
     cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
            "--configfile", str(TEST_CONFIG), str(override), "--cores", "1",
            "--until", "download_sample_order"]  # fmt: skip

@@ -8,12 +8,29 @@ RUN = config["run"]
 RESULTS = f"results/{RUN}"
 DATASET = config["dataset"]
 ROOT = DATASET["root"].rstrip("/")
-# The file that orders a category's shapes for the few-shot split: the paper's CSV, or with
-# `sample_order: annotations` the category's annotation file itself.
-SAMPLE_ORDER = {
-    None: f"{ROOT}/benchmark_indices.csv",
-    "annotations": f"{ROOT}/annotations/{{category}}.json",
-}.get(DATASET.get("sample_order"), DATASET.get("sample_order"))
+
+
+def sample_order_file():
+    """The file that orders a category's shapes for the few-shot split.
+
+    null: <root>/benchmark_indices.csv (the paper's order; downloaded when absent).
+    "annotations": the category's annotation file (its record order).
+    "auto": the CSV when the dataset has one (the synthetic dataset always does), else the
+    annotation file, with a WARNING in the log and a note under miou.md.
+    Any other value: a CSV path.
+    """
+    choice = DATASET.get("sample_order")
+    csv = f"{ROOT}/benchmark_indices.csv"
+    annotations = f"{ROOT}/annotations/{{category}}.json"
+    if choice == "annotations":
+        return annotations
+    if choice == "auto":
+        has_csv = DATASET["name"] == "synthetic" or os.path.exists(csv)
+        return csv if has_csv else annotations
+    return choice or csv
+
+
+SAMPLE_ORDER = sample_order_file()
 CATEGORIES = DATASET["categories"]
 SHARDS = list(range(config["shards"]))
 RESOURCES = config.get("resources", {})
@@ -85,9 +102,9 @@ def check_categories_present():
     """Stop before any job when the dataset's sample order lacks a configured category.
 
     Not for the synthetic dataset (the workflow generates it with the configured categories)
-    nor with ``sample_order: annotations`` (a category's annotation file is then its order).
+    nor when a category's annotation file is its sample order.
     """
-    if DATASET["name"] == "synthetic" or DATASET.get("sample_order") == "annotations":
+    if DATASET["name"] == "synthetic" or SAMPLE_ORDER.endswith(".json"):
         return
     if not os.path.exists(SAMPLE_ORDER):
         return
