@@ -3,9 +3,32 @@
 Subcommands::
 
     bt3d synthetic OUT                       write the embedded synthetic dataset
-    bt3d features MESH.ply [POINTS.pcd] -o OUT.npz [--backbone NAME ...]
+    bt3d features MESH.ply [POINTS.pcd] -o OUT.npz [--backbone NAME ...] [--model-id ID]
+    bt3d prototypes LABELLED.npz [...] --annotations ANN.json [...] -o P.npz [--reduction mean]
     bt3d predict --prototypes P.npz FEATURES.npz -o pred.json
     bt3d backbones                           list the backbones and whether they are usable
+    bt3d verify FOLDER [--delete]            check the artifacts of a results folder
+
+Few-shot keypoints on your own shapes, without the Snakemake workflow:
+
+1. ``bt3d features`` on every shape, the labelled ones and the ones to predict on. The
+   header of the features file records the backbone, the layer and the shape's model id:
+   ``--model-id``, by default the mesh file name without its extension (``chair_7.ply`` ->
+   ``chair_7``). For a labelled shape, give the POINTS.pcd that the annotations' point
+   indices refer to (points sampled with ``--n-points`` are only right if the annotations
+   were made on them).
+2. ``bt3d prototypes`` on the labelled shapes' features files, with KeypointNet-format
+   annotation JSON files (``[{"class_id", "model_id", "keypoints": [{"semantic_id",
+   "pcd_info": {"point_index"}, ...}]}]``) holding one record per labelled model id. It
+   builds the few-shot keypoint model (:func:`bt3d.fewshot.build_prototypes`; ``--reduction
+   sum`` is the reference code's summed target distances) and records the backbone and layer,
+   the labelled model ids (``shot_ids``), the category and a config hash in its header, as the
+   workflow's ``prototypes`` rule does. It refuses: a model id absent from the annotations or
+   annotated twice, a features file given twice for one model id, features of different
+   backbones, layers or channel counts, labelled shapes of different classes, and point
+   indices out of range for a file's point count. On error nothing is written.
+3. ``bt3d predict`` with those prototypes on the other shapes' features files (it refuses
+   features of another backbone or layer than the prototypes).
 
 Errors raised on purpose by bt3d (:class:`bt3d.errors.Bt3dError`) print one line
 ``bt3d: error: ...`` to stderr and exit with code 2.
@@ -17,10 +40,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bt3d.errors import Bt3dError, ConfigError
+from bt3d.errors import Bt3dError, ConfigError, DataError
+
+if TYPE_CHECKING:
+    from bt3d.structures import ShapeAnnotation
 
 EXIT_ERROR = 2
 
@@ -65,9 +92,48 @@ def _parser() -> argparse.ArgumentParser:
     feat.add_argument("--render-backend", default="embree")
     feat.add_argument("--batch-size", type=int, default=8)
     feat.add_argument(
+        "--model-id",
+        default=None,
+        metavar="ID",
+        help="model id recorded in the header, looked up in the annotations by `bt3d "
+        "prototypes` (default: the mesh file name without extension)",
+    )
+    feat.add_argument(
         "--normalise",
         action="store_true",
         help="centre the shape and scale it to a unit bounding-box diagonal first",
+    )
+
+    proto = sub.add_parser(
+        "prototypes",
+        help="few-shot keypoint prototypes from labelled shapes' features and annotations",
+        description="Build the few-shot keypoint model from features files written by `bt3d "
+        "features` for labelled shapes. Each file's model id (its --model-id, by default the "
+        "mesh file name without extension) is looked up in the KeypointNet-format annotation "
+        "files, whose point indices must refer to the file's points.",
+    )
+    proto.add_argument(
+        "labelled",
+        type=Path,
+        nargs="+",
+        metavar="LABELLED.npz",
+        help="features files of the labelled shapes, one per model id",
+    )
+    proto.add_argument(
+        "--annotations",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="ANN.json",
+        help="KeypointNet-format annotation file; repeat for several files",
+    )
+    proto.add_argument("-o", "--output", type=Path, required=True, metavar="P.npz")
+    proto.add_argument(
+        "--reduction",
+        choices=("mean", "sum"),
+        default="mean",
+        help="target distance of a keypoint pair over the labelled shapes: mean (default) or "
+        "sum (the reference code)",
     )
 
     pred = sub.add_parser("predict", help="predict keypoints from prototypes and features")
@@ -143,7 +209,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
         "config_hash": config_hash(feature_settings(args.backbone, args.layer, **settings)),
         "backbone": args.backbone,
         "layer": args.layer,
-        "model_id": args.mesh.stem,
+        "model_id": args.mesh.stem if args.model_id is None else args.model_id,
         "mesh": str(args.mesh),
         "points_file": None if args.points is None else str(args.points),
     }
@@ -174,6 +240,144 @@ def _check_same_backbone(
                 f"{prototypes_path} from {ours!r}; recompute the features with "
                 f"--{field} {ours}"
             )
+
+
+def _same_layer(header: dict) -> str:
+    """The layer a features header records (a missing layer is ``last_norm``)."""
+    return header.get("layer") or "last_norm"
+
+
+def _check_same_features(
+    first_path: Path,
+    first_header: dict,
+    first_channels: int,
+    path: Path,
+    header: dict,
+    channels: int,
+) -> None:
+    """Refuse labelled features of another backbone, layer or width than the first file."""
+    for field, ours, theirs in (
+        ("backbone", first_header.get("backbone"), header.get("backbone")),
+        ("layer", _same_layer(first_header), _same_layer(header)),
+    ):
+        if ours != theirs:
+            raise ConfigError(
+                f"{path}: features come from {field} {theirs!r} but {first_path} from "
+                f"{ours!r}; all labelled shapes need features of the same backbone and layer"
+            )
+    if channels != first_channels:
+        raise ConfigError(
+            f"{path}: features have {channels} channels but {first_path} has "
+            f"{first_channels}; all labelled shapes need features of the same backbone and layer"
+        )
+
+
+def _read_all_annotations(paths: Sequence[Path]) -> dict[str, ShapeAnnotation]:
+    """model id -> annotation over several KeypointNet files; a model id may occur once."""
+    from bt3d.io import read_annotations
+
+    by_id: dict[str, ShapeAnnotation] = {}
+    for i, path in enumerate(paths):
+        if path.resolve() in {p.resolve() for p in paths[:i]}:
+            raise ConfigError(f"{path}: annotation file given twice to --annotations")
+        for ann in read_annotations(path):
+            if ann.model_id in by_id:
+                raise DataError(
+                    f"{ann.source}: model {ann.model_id} is annotated twice (also in "
+                    f"{by_id[ann.model_id].source}); keep one record per model"
+                )
+            by_id[ann.model_id] = ann
+    return by_id
+
+
+def _cmd_prototypes(args: argparse.Namespace) -> int:
+    from bt3d.cache import config_hash
+    from bt3d.fewshot import LabelledShape, build_prototypes
+    from bt3d.io import CATEGORY_IDS, category_of, validate_annotation
+    from bt3d.pipeline import load_shape_features
+
+    annotations = _read_all_annotations(args.annotations)
+    named = ", ".join(str(p) for p in args.annotations)
+    labelled: list[LabelledShape] = []
+    seen: dict[str, Path] = {}
+    classes: dict[str, Path] = {}
+    first: tuple[Path, dict, int] | None = None
+    feature_hashes = []
+    for path in args.labelled:
+        if not path.is_file():
+            raise DataError(
+                f"{path}: labelled features file does not exist; write it with `bt3d features`"
+            )
+        shape, header = load_shape_features(path)
+        model_id = header.get("model_id")
+        if not isinstance(model_id, str) or not model_id:
+            raise DataError(
+                f"{path}: header has no model_id; write the file with `bt3d features --model-id`"
+            )
+        if model_id in seen:
+            raise ConfigError(
+                f"{path}: model {model_id} is given twice (also by {seen[model_id]}); "
+                "give each labelled shape once"
+            )
+        seen[model_id] = path
+        channels = int(shape.features.shape[1])
+        if first is None:
+            first = (path, header, channels)
+        else:
+            _check_same_features(*first, path, header, channels)
+        ann = annotations.get(model_id)
+        if ann is None:
+            raise DataError(
+                f"{path}: model {model_id!r} is not in the annotations ({named}); set the "
+                "model id with `bt3d features --model-id` (default: the mesh file name)"
+            )
+        try:
+            validate_annotation(ann, shape.num_points)
+        except DataError as exc:
+            raise DataError(
+                f"{exc} of {path}; the annotations' point indices must refer to the "
+                "POINTS.pcd given to `bt3d features`"
+            ) from None
+        if classes and ann.class_id not in classes:
+            other, other_path = next(iter(classes.items()))
+            raise ConfigError(
+                f"{path}: model {model_id} is of class {ann.class_id} but {other_path} of "
+                f"class {other}; prototypes are built per category"
+            )
+        classes.setdefault(ann.class_id, path)
+        labelled.append(
+            LabelledShape(
+                features=shape.features.astype(np.float32),
+                geodesic_normalised=shape.geodesic_normalised.astype(np.float64),
+                semantic_ids=ann.semantic_ids,
+                point_indices=ann.point_indices,
+                model_id=model_id,
+            )
+        )
+        feature_hashes.append(header.get("config_hash"))
+    if not any(s.semantic_ids.size for s in labelled):
+        raise DataError(f"{named}: the labelled shapes have no keypoints annotated")
+    prototypes = build_prototypes(labelled, reduction=args.reduction)
+    assert first is not None  # nargs="+" gives at least one file
+    class_id = next(iter(classes))
+    header = {
+        "kind": "prototypes",
+        "category": category_of(class_id) if class_id in CATEGORY_IDS.values() else class_id,
+        "config_hash": config_hash({"features": feature_hashes, "reduction": args.reduction}),
+        "shot_ids": [s.model_id for s in labelled],
+        # checked by `bt3d predict` against the features of the shapes to predict on
+        "backbone": first[1].get("backbone"),
+        "layer": first[1].get("layer"),
+        "reduction": args.reduction,
+        "features_files": [str(p) for p in args.labelled],
+        "annotations": [str(p) for p in args.annotations],
+    }
+    prototypes.save(args.output, header)
+    print(
+        f"wrote {args.output}: {prototypes.num_keypoints} keypoints from {len(labelled)} "
+        f"labelled shapes ({', '.join(s.model_id for s in labelled)})"
+    )
+    return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -240,6 +444,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 COMMANDS = {
     "synthetic": _cmd_synthetic,
     "features": _cmd_features,
+    "prototypes": _cmd_prototypes,
     "predict": _cmd_predict,
     "backbones": _cmd_backbones,
     "verify": _cmd_verify,

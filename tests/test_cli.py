@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,10 +11,10 @@ import pytest
 import trimesh
 
 from bt3d.cli import main
-from bt3d.fewshot import LabelledShape, build_prototypes
-from bt3d.io import read_pcd, write_pcd, write_ply
+from bt3d.fewshot import KeypointPrototypes, LabelledShape, build_prototypes
+from bt3d.io import read_pcd, read_ply, write_annotations, write_pcd, write_ply
 from bt3d.pipeline import load_shape_features
-from bt3d.structures import Mesh
+from bt3d.structures import Mesh, ShapeAnnotation
 
 FAST = ["--backbone", "classical", "--device", "cpu", "--n-azimuth", "4", "--n-polar", "2",
         "--image-size", "112"]  # fmt: skip
@@ -135,3 +136,270 @@ def test_synthetic_writes_a_dataset(tmp_path: Path) -> None:
     assert main(["synthetic", str(out), "--categories", "chair", "--shapes", "2"]) == 0
     assert (out / "annotations" / "chair.json").is_file()
     assert len(list((out / "pcds" / "03001627").glob("*.pcd"))) == 2
+
+
+# ------------------------------------------------------------------ bt3d prototypes
+
+# five keypoints of the L mesh (semantic id = row): the ends of the long and of the short
+# arm, the outer corner, the middle of the short arm's outer side, of the long arm's top side
+ELL_KEYPOINTS = np.array(
+    [[-0.3, 0.0, 0.0], [0.25, 0.55, 0.0], [0.3, -0.05, 0.0], [0.3, 0.3, 0.0], [0.0, 0.05, 0.0]]
+)
+CHAIR = "03001627"
+
+
+def _annotation(model_id: str, points: np.ndarray, keypoints: np.ndarray) -> ShapeAnnotation:
+    """KeypointNet-style record: each keypoint labels its nearest point of ``points``."""
+    nearest = np.linalg.norm(points[None, :, :] - keypoints[:, None, :], axis=2).argmin(axis=1)
+    k = len(keypoints)
+    return ShapeAnnotation(
+        class_id=CHAIR,
+        model_id=model_id,
+        semantic_ids=np.arange(k),
+        point_indices=nearest,
+        xyz=points[nearest],
+        face_indices=np.zeros(k, dtype=np.int64),
+        face_uvs=np.tile([1.0, 0.0, 0.0], (k, 1)),
+    )
+
+
+@pytest.fixture(scope="module")
+def labelled_set(shape_files, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Features of three labelled copies of the L mesh (moved and scaled, one resampled)
+    and of a fourth copy to predict on, plus the annotation file of the labelled three."""
+    folder = tmp_path_factory.mktemp("cli_labelled")
+    mesh = read_ply(shape_files[0])
+    base_points, _ = read_pcd(shape_files[1])
+    tm = trimesh.Trimesh(mesh.vertices, mesh.faces)
+    copies = {  # model id: (scale, shift, surface sample seed or None for the fixture's)
+        "ell": (1.0, (0.0, 0.0, 0.0), None),
+        "ell_big": (1.6, (1.0, 2.0, -0.5), None),
+        "ell_small": (0.7, (-0.4, 0.1, 0.3), 3),
+        "target": (1.3, (-2.0, 0.5, 1.0), 2),
+    }
+    files, points_of, annotations = {}, {}, []
+    for model_id, (scale, shift, seed) in copies.items():
+        if seed is None:
+            points = base_points.astype(np.float64)
+        else:
+            points = np.asarray(trimesh.sample.sample_surface(tm, 256, seed=seed)[0])
+        points = points * scale + shift
+        mesh_path, pcd_path = folder / f"{model_id}.ply", folder / f"{model_id}.pcd"
+        write_ply(mesh_path, Mesh(mesh.vertices * scale + shift, mesh.faces, source=model_id))
+        write_pcd(pcd_path, points)
+        out = folder / f"{model_id}.npz"
+        args = ["features", str(mesh_path), str(pcd_path), "-o", str(out), "--normalise"]
+        assert main([*args, *FAST]) == 0
+        files[model_id], points_of[model_id] = out, read_pcd(pcd_path)[0].astype(np.float64)
+        if model_id != "target":
+            annotations.append(
+                _annotation(model_id, points_of[model_id], ELL_KEYPOINTS * scale + shift)
+            )
+    ann_path = folder / "chair.json"
+    write_annotations(ann_path, annotations)
+    return {
+        "files": files,
+        "points": points_of,
+        "annotations": ann_path,
+        "target_keypoints": ELL_KEYPOINTS * 1.3 + np.array((-2.0, 0.5, 1.0)),
+    }
+
+
+def _prototypes_args(files: list[Path], annotations: list[Path], out: Path) -> list[str]:
+    args = ["prototypes", *map(str, files), "-o", str(out)]
+    for ann in annotations:
+        args += ["--annotations", str(ann)]
+    return args
+
+
+def test_prototypes_then_predict_finds_the_labelled_keypoints(
+    labelled_set: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = labelled_set["files"]
+    proto_path = tmp_path / "chair.npz"
+    labelled = [files["ell"], files["ell_big"], files["ell_small"]]
+    assert main(_prototypes_args(labelled, [labelled_set["annotations"]], proto_path)) == 0
+    assert "5 keypoints from 3 labelled shapes" in capsys.readouterr().out
+    header = KeypointPrototypes.read_header(proto_path)
+    assert header["kind"] == "prototypes" and header["category"] == "chair"
+    assert header["shot_ids"] == ["ell", "ell_big", "ell_small"]
+    assert header["backbone"] == "classical" and header["layer"] is None
+    assert header["reduction"] == "mean" and len(header["config_hash"]) == 12
+    prototypes = KeypointPrototypes.load(proto_path)
+    np.testing.assert_array_equal(prototypes.semantic_ids, np.arange(5))
+    assert (np.diag(prototypes.pair_counts) == 3).all()
+
+    out = tmp_path / "target.json"
+    args = ["predict", "--prototypes", str(proto_path), str(files["target"]), "-o", str(out)]
+    assert main([*args, "--steps", "100"]) == 0
+    pred = json.loads(out.read_text())
+    assert pred["model_id"] == "target" and pred["semantic_ids"] == [0, 1, 2, 3, 4]
+    # distance of each predicted point to its keypoint on the target (its own, unlabelled,
+    # resampled cloud), as a share of the target's bounding-box diagonal
+    points = labelled_set["points"]["target"]
+    diagonal = np.linalg.norm(points.max(axis=0) - points.min(axis=0))
+
+    def errors(indices: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(points[indices] - labelled_set["target_keypoints"], axis=1) / diagonal
+
+    found = errors(np.asarray(pred["indices"]))
+    assert found.max() < 0.1, found
+    # a random prediction is nowhere near: the criterion is not met by chance
+    rng = np.random.default_rng(0)
+    random_max = [errors(rng.choice(len(points), 5, replace=False)).max() for _ in range(200)]
+    assert min(random_max) > 0.1
+
+
+def test_prototypes_sum_reduction_and_several_annotation_files(
+    labelled_set: dict, tmp_path: Path
+) -> None:
+    """Records split over two annotation files; --reduction sum adds the pair distances."""
+    files, records = labelled_set["files"], json.loads(labelled_set["annotations"].read_text())
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps(records[:1]))
+    second.write_text(json.dumps(records[1:]))
+    labelled = [files["ell"], files["ell_big"]]
+    mean, total = tmp_path / "mean.npz", tmp_path / "sum.npz"
+    assert main(_prototypes_args(labelled, [first, second], mean)) == 0
+    assert main([*_prototypes_args(labelled, [first, second], total), "--reduction", "sum"]) == 0
+    mean_p, sum_p = KeypointPrototypes.load(mean), KeypointPrototypes.load(total)
+    assert sum_p.reduction == "sum" and KeypointPrototypes.read_header(total)["reduction"] == "sum"
+    np.testing.assert_allclose(sum_p.target_distances, 2 * mean_p.target_distances)
+    assert mean_p.target_distances[0, 1] > 0.3  # the two arm ends are far apart
+
+
+def _expect_error(args: list[str], out: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("bt3d: error: "), err
+    assert not out.exists() and not list(out.parent.glob(f"*{out.name}*"))
+    return err
+
+
+def test_prototypes_model_id_not_annotated(
+    labelled_set: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files, out = labelled_set["files"], tmp_path / "p.npz"
+    args = _prototypes_args([files["ell"], files["target"]], [labelled_set["annotations"]], out)
+    err = _expect_error(args, out, capsys)
+    assert "target.npz: model 'target' is not in the annotations" in err
+    assert "chair.json" in err and "--model-id" in err
+
+
+def test_features_model_id_option_names_the_shape(
+    labelled_set: dict, shape_files, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`bt3d features --model-id` overrides the mesh file name; the record is then found."""
+    feats = tmp_path / "renamed.npz"
+    args = ["features", str(shape_files[0]), str(shape_files[1]), "-o", str(feats), *FAST]
+    assert main([*args, "--model-id", "ell_small"]) == 0
+    assert load_shape_features(feats)[1]["model_id"] == "ell_small"
+    out = tmp_path / "p.npz"
+    # ell_small's record indexes a cloud of the same size: accepted
+    assert main(_prototypes_args([feats], [labelled_set["annotations"]], out)) == 0
+    # given twice for one model id (the file and ell_small's own): refused, both named
+    out2 = tmp_path / "p2.npz"
+    files = [labelled_set["files"]["ell_small"], feats]
+    err = _expect_error(_prototypes_args(files, [labelled_set["annotations"]], out2), out2, capsys)
+    assert "renamed.npz: model ell_small is given twice" in err
+    assert f"also by {labelled_set['files']['ell_small']}" in err
+
+
+def test_prototypes_refuse_mixed_backbones_layers_and_widths(
+    labelled_set: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bt3d.pipeline import save_shape_features
+
+    files, ann = labelled_set["files"], labelled_set["annotations"]
+    shape, header = load_shape_features(files["ell_big"])
+    variants = {
+        "backbone": ({**header, "backbone": "dinov2_vits14_offline"}, shape),
+        "layer": ({**header, "layer": "block9"}, shape),
+        "channels": (header, dataclasses.replace(shape, features=shape.features[:, :-1])),
+    }
+    for what, (changed_header, changed_shape) in variants.items():
+        odd = save_shape_features(tmp_path / f"ell_big-{what}.npz", changed_shape, changed_header)
+        out = tmp_path / f"p-{what}.npz"
+        err = _expect_error(_prototypes_args([files["ell"], odd], [ann], out), out, capsys)
+        assert f"{odd}: features" in err and str(files["ell"]) in err, err
+    # a missing layer and last_norm are the same layer
+    same = save_shape_features(tmp_path / "last.npz", shape, {**header, "layer": "last_norm"})
+    assert main(_prototypes_args([files["ell"], same], [ann], tmp_path / "ok.npz")) == 0
+
+
+def test_prototypes_point_index_out_of_range(
+    labelled_set: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = json.loads(labelled_set["annotations"].read_text())
+    records[1]["keypoints"][2]["pcd_info"]["point_index"] = 256
+    ann = tmp_path / "bad.json"
+    ann.write_text(json.dumps(records))
+    out = tmp_path / "p.npz"
+    files = labelled_set["files"]
+    err = _expect_error(_prototypes_args([files["ell"], files["ell_big"]], [ann], out), out, capsys)
+    assert f"{ann} record 1 (model ell_big) keypoint 2: point_index 256 out of range" in err
+    assert f"256 points of {files['ell_big']}" in err
+
+
+def test_prototypes_model_annotated_twice(
+    labelled_set: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ann, out = labelled_set["annotations"], tmp_path / "p.npz"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(json.loads(ann.read_text())[:1]))
+    err = _expect_error(
+        _prototypes_args([labelled_set["files"]["ell"]], [ann, other], out), out, capsys
+    )
+    assert f"{other} record 0: model ell is annotated twice (also in {ann} record 0)" in err
+    err = _expect_error(
+        _prototypes_args([labelled_set["files"]["ell"]], [ann, ann], out), out, capsys
+    )
+    assert f"{ann}: annotation file given twice" in err
+
+
+def test_prototypes_refuse_shapes_of_two_classes(
+    labelled_set: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = json.loads(labelled_set["annotations"].read_text())
+    records[1]["class_id"] = "04379243"
+    ann, out = tmp_path / "mixed.json", tmp_path / "p.npz"
+    ann.write_text(json.dumps(records))
+    files = labelled_set["files"]
+    err = _expect_error(_prototypes_args([files["ell"], files["ell_big"]], [ann], out), out, capsys)
+    assert "ell_big.npz: model ell_big is of class 04379243" in err and "ell.npz" in err
+
+
+def test_prototypes_missing_files(
+    labelled_set: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ann, out = labelled_set["annotations"], tmp_path / "p.npz"
+    missing = tmp_path / "nope.npz"
+    err = _expect_error(
+        _prototypes_args([labelled_set["files"]["ell"], missing], [ann], out), out, capsys
+    )
+    assert f"{missing}: labelled features file does not exist" in err
+    err = _expect_error(
+        _prototypes_args([labelled_set["files"]["ell"]], [tmp_path / "no.json"], out), out, capsys
+    )
+    assert "no.json" in err
+
+
+def test_prototypes_error_leaves_an_existing_output_alone(
+    labelled_set: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files, ann, out = labelled_set["files"], labelled_set["annotations"], tmp_path / "p.npz"
+    assert main(_prototypes_args([files["ell"]], [ann], out)) == 0
+    before = out.read_bytes()
+    assert main(_prototypes_args([files["ell"], files["target"]], [ann], out)) == 2
+    assert out.read_bytes() == before and sorted(tmp_path.iterdir()) == [out]
+
+
+def test_prototypes_refuse_shapes_without_keypoints(
+    labelled_set: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = json.loads(labelled_set["annotations"].read_text())
+    records[0]["keypoints"] = []
+    ann, out = tmp_path / "empty.json", tmp_path / "p.npz"
+    ann.write_text(json.dumps(records))
+    err = _expect_error(_prototypes_args([labelled_set["files"]["ell"]], [ann], out), out, capsys)
+    assert f"{ann}: the labelled shapes have no keypoints annotated" in err
