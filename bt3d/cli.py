@@ -101,7 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     feat.add_argument(
         "--normalise",
         action="store_true",
-        help="centre the shape and scale it to a unit bounding-box diagonal first",
+        help="render the shape centred and scaled to a unit bounding-box diagonal (for "
+        "shapes not at ShapeNet's scale); stored points and predicted xyz stay in the "
+        "files' frame",
     )
 
     proto = sub.add_parser(
@@ -178,7 +180,6 @@ def _cmd_features(args: argparse.Namespace) -> int:
         feature_settings,
         sample_surface,
         save_shape_features,
-        unit_box,
     )
 
     mesh = read_ply(args.mesh)
@@ -186,8 +187,6 @@ def _cmd_features(args: argparse.Namespace) -> int:
         points = read_pcd(args.points)[0].astype(np.float64)
     else:
         points = sample_surface(mesh, args.n_points, args.seed)
-    if args.normalise:
-        mesh, points = unit_box(mesh, points)
     backbone = get_backbone(args.backbone, args.device, args.checkpoint, args.layer)
     settings = {
         "n_azimuth": args.n_azimuth,
@@ -196,6 +195,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
         "sampling": args.sampling,
         "sigma": args.sigma,
         "render_backend": args.render_backend,
+        "normalise": args.normalise,
     }
     shape = extract_shape_features(
         mesh,

@@ -244,6 +244,8 @@ def test_prototypes_then_predict_finds_the_labelled_keypoints(
 
     found = errors(np.asarray(pred["indices"]))
     assert found.max() < 0.1, found
+    # --normalise only changes how the shape is rendered: xyz are in the target's own frame
+    np.testing.assert_allclose(pred["xyz"], points[pred["indices"]], atol=1e-5)
     # a random prediction is nowhere near: the criterion is not met by chance
     rng = np.random.default_rng(0)
     random_max = [errors(rng.choice(len(points), 5, replace=False)).max() for _ in range(200)]

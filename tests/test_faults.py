@@ -364,7 +364,9 @@ def expected_text(template: str, model: str) -> str:
 def test_bad_point_cloud_or_annotation(data_copy: Path, done: Path, name, mutate, message) -> None:  # noqa: ANN001
     model = shard_models(done)[0]
     mutate(data_copy, model)
-    failed = snakemake(data_copy, "--cores", "1", GEODESICS_TARGET, ok=False)
+    strict = data_copy / "strict.yaml"  # config.yaml skips shapes without files; stop instead
+    strict.write_text("dataset:\n  missing_shapes: error\n")
+    failed = snakemake(data_copy, "--cores", "1", GEODESICS_TARGET, configs=(strict,), ok=False)
     assert expected_text(message, model) in failed, failed[-2000:]
     assert not (data_copy / GEODESICS_TARGET).exists() and no_temporaries(data_copy) == []
 
