@@ -310,31 +310,28 @@ def _pack(parts: list[tuple], k: int, dev: torch.device) -> _Batch:
 
 
 def _refine_batch(
-    b: _Batch,
-    x: torch.Tensor,
+    starts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     problems: list[tuple[torch.Tensor, torch.Tensor]],
     f_kp: torch.Tensor,
     floor: float,
     project: bool,
 ) -> _Batch:
-    """All-points problems starting from the candidate solution ``x`` (B, U, K+1).
+    """All-points problems starting from candidate solutions.
 
-    Each candidate row keeps its keypoint probabilities exactly (logits re-expressed relative
-    to its no-keypoint logit, which becomes 0); every other (point, keypoint) logit starts at
-    ``floor`` below the no-keypoint one, i.e. with a small but non-zero mass.
+    ``starts[i]`` is ``(points (U,), allowed (U, K), logits (U, K+1))`` of problem i, without
+    padding rows. Each candidate row keeps its keypoint probabilities exactly (logits
+    re-expressed relative to its no-keypoint logit, which becomes 0); every other (point,
+    keypoint) logit starts at ``floor`` below the no-keypoint one, i.e. with a small but
+    non-zero mass.
     """
     k = f_kp.shape[0]
     parts = []
-    for i, (f, d) in enumerate(problems):
+    for (rows, allowed_u, x), (f, d) in zip(starts, problems, strict=True):
         n = f.shape[0]
-        rel = x[i, :, :k] - x[i, :, k:]
+        rel = x[:, :k] - x[:, k:]
         init = torch.zeros(n, k + 1, device=f.device)
         init[:, :k] = floor
-        valid = b.allowed[i].any(dim=1)  # real (non-padding) rows
-        rows = b.points[i][valid]
-        init[rows, :k] = torch.where(
-            b.allowed[i][valid], rel[valid], torch.full_like(rel[valid], floor)
-        )
+        init[rows, :k] = torch.where(allowed_u, rel, torch.full_like(rel, floor))
         feats, kp_feats, residual = _project(f, f_kp) if project else (f, f_kp, None)
         allowed = torch.ones(n, k, dtype=torch.bool, device=f.device)
         parts.append(
@@ -435,6 +432,20 @@ def _solve(
     return rows, conf, steps_run, final, logits
 
 
+def _candidate_sizes(candidates) -> list[int | None]:
+    """``candidates`` as a list of sizes (``None`` = all points); checked."""
+    if candidates is None or isinstance(candidates, int | np.integer):
+        sizes = [candidates]
+    else:
+        sizes = list(candidates)
+    if not sizes:
+        raise ConfigError("optimiser candidates: give at least one candidate-set size")
+    for m in sizes:
+        if m is not None and (not isinstance(m, int | np.integer) or m < 1):
+            raise ConfigError(f"optimiser candidates must be >= 1 or None, got {m!r}")
+    return [None if m is None else int(m) for m in sizes]
+
+
 def optimise_batch(
     problems: list[tuple],
     prototypes: KeypointPrototypes,
@@ -445,7 +456,7 @@ def optimise_batch(
     beta: float = 0.0,
     seed: int = 0,
     device: str | torch.device = "cpu",
-    candidates: int | None = 64,
+    candidates: int | None | tuple[int | None, ...] = 64,
     init: str = "similarity",
     temperature: float = 0.05,
     tol: float = 1e-3,
@@ -462,11 +473,16 @@ def optimise_batch(
         mode: ``"fast"`` (candidate-restricted, similarity start, early stop) or
             ``"reference"`` (all N points, noise start, ``steps`` = 5000 Adam steps, no early
             stop; each shape starts from the same noise as :func:`optimise_reference`).
-        steps: step budget; default 5000 (reference) or 500 (fast, an upper bound).
-        candidates, init, temperature, tol, check_every, project: fast-mode settings (see
-            the module docstring); ignored in reference mode.
+        steps: step budget; default 5000 (reference) or 300 (fast, an upper bound per stage).
+        candidates: fast mode: candidates per keypoint, or several sizes: the problem is then
+            solved once per size and each shape keeps the solution with the lowest loss (the
+            loss of a restricted solution is the true objective on all N points, with the
+            excluded logits at -inf).
+        init, temperature, tol, check_every, project: fast-mode settings (see the module
+            docstring); ignored in reference mode.
         refine_steps, refine_floor: optional fast-mode second stage on all points (Adam, at
-            most ``refine_steps`` steps, same early stop) from the candidate solution; 0 = off.
+            most ``refine_steps`` steps, same early stop) from the kept candidate solution;
+            a shape takes the refined solution only if its loss is lower; 0 = off.
 
     Returns:
         One Prediction per input, in input order.
@@ -476,12 +492,11 @@ def optimise_batch(
     if init not in INITS:
         raise ConfigError(f"optimiser init {init!r} unknown; expected one of {INITS}")
     if mode == "reference":
-        candidates, init, tol, project = None, "noise", 0.0, False
+        sizes, init, tol, project, refine_steps = [None], "noise", 0.0, False, 0
         steps = REFERENCE_STEPS if steps is None else steps
     else:
         steps = FAST_MAX_STEPS if steps is None else steps
-        if candidates is not None and candidates < 1:
-            raise ConfigError(f"optimiser candidates must be >= 1 or None, got {candidates}")
+        sizes = _candidate_sizes(candidates)
         if temperature <= 0:
             raise ConfigError(f"optimiser temperature must be > 0, got {temperature}")
     device = torch.device(device)
@@ -495,29 +510,43 @@ def optimise_batch(
         groups.setdefault(int(f.shape[0]), []).append(i)
     out: list[Prediction | None] = [None] * len(problems)
     for members in groups.values():
-        with torch.no_grad():
-            batch = _build_batch(
-                [tensors[i] for i in members], f_kp, candidates, init, temperature, seed, project
-            )
-        solved = _solve(batch, d_kp, steps, lr, alpha, beta, tol, check_every)
-        rows, conf, steps_run, final, logits = solved
-        if refine_steps > 0 and mode == "fast":
+        shapes = [tensors[i] for i in members]
+        # per shape: (loss, points (K,), confidences (K,), start for refinement)
+        best: list[tuple | None] = [None] * len(members)
+        total = [0] * len(members)
+        for m in sizes:
             with torch.no_grad():
-                batch = _refine_batch(
-                    batch, logits, [tensors[i] for i in members], f_kp, refine_floor, project
-                )
-            rows, conf, more, final, _ = _solve(
+                batch = _build_batch(shapes, f_kp, m, init, temperature, seed, project)
+            rows, conf, steps_run, final, logits = _solve(
+                batch, d_kp, steps, lr, alpha, beta, tol, check_every
+            )
+            points = torch.gather(batch.points, 1, rows)
+            for j in range(len(members)):
+                total[j] += steps_run[j]
+                loss = float(final[j])
+                if best[j] is None or loss < best[j][0]:
+                    valid = batch.allowed[j].any(dim=1)  # real (non-padding) rows
+                    start = (batch.points[j][valid], batch.allowed[j][valid], logits[j][valid])
+                    best[j] = (loss, points[j], conf[j], start)
+        if refine_steps > 0:
+            with torch.no_grad():
+                batch = _refine_batch([b[3] for b in best], shapes, f_kp, refine_floor, project)
+            rows, conf, steps_run, final, _ = _solve(
                 batch, d_kp, refine_steps, lr, alpha, beta, tol, check_every
             )
-            steps_run = [a + b for a, b in zip(steps_run, more, strict=True)]
-        points = torch.gather(batch.points, 1, rows)
+            points = torch.gather(batch.points, 1, rows)
+            for j in range(len(members)):
+                total[j] += steps_run[j]
+                if float(final[j]) < best[j][0]:
+                    best[j] = (float(final[j]), points[j], conf[j], None)
         for j, i in enumerate(members):
+            loss, points, conf, _ = best[j]
             out[i] = Prediction(
                 semantic_ids=np.asarray(prototypes.semantic_ids, dtype=np.int64).copy(),
-                indices=points[j].cpu().numpy().astype(np.int64),
-                confidences=conf[j].cpu().numpy().astype(np.float32),
-                steps_run=steps_run[j],
-                final_loss=float(final[j]),
+                indices=points.cpu().numpy().astype(np.int64),
+                confidences=conf.cpu().numpy().astype(np.float32),
+                steps_run=total[j],
+                final_loss=loss,
             )
     return out
 

@@ -207,3 +207,37 @@ def test_refinement_on_all_points_keeps_the_answer_and_is_deterministic():
     assert run[0].final_loss == run[1].final_loss
     assert run[0].final_loss <= plain.final_loss + 1e-4
     assert run[0].steps_run > plain.steps_run
+
+
+def test_several_candidate_sizes_keep_the_lowest_loss_per_shape():
+    protos, f, d, _ = _planted(noise=0.8)
+    protos2, f2, d2, _ = _planted(seed=3, noise=0.8)
+    problems = [(f, d), (f2, d2)]
+    sizes = (2, 8, None)
+    single = {m: optimise_batch(problems, protos, candidates=m) for m in sizes}
+    got = optimise_batch(problems, protos, candidates=sizes)
+    again = optimise_batch(problems, protos, candidates=list(sizes))
+    for j, pred in enumerate(got):
+        losses = [single[m][j].final_loss for m in sizes]
+        best = single[sizes[int(np.argmin(losses))]][j]
+        assert pred.final_loss == min(losses)
+        np.testing.assert_array_equal(pred.indices, best.indices)
+        np.testing.assert_array_equal(pred.indices, again[j].indices)
+        assert pred.steps_run == sum(single[m][j].steps_run for m in sizes)
+    with pytest.raises(ConfigError, match="candidates"):
+        optimise_batch(problems, protos, candidates=())
+    with pytest.raises(ConfigError, match="candidates"):
+        optimise_batch(problems, protos, candidates=(64, 0))
+
+
+def test_refinement_is_kept_only_when_it_lowers_the_loss():
+    protos, f, d, _ = _planted(noise=0.8)
+    plain = optimise_keypoints(f, d, protos, candidates=4)
+    # a start with much mass off the candidates: 3 steps cannot beat stage 1, which is kept
+    rejected = optimise_keypoints(f, d, protos, candidates=4, refine_steps=3, refine_floor=0.0)
+    assert rejected.final_loss == plain.final_loss
+    np.testing.assert_array_equal(rejected.indices, plain.indices)
+    np.testing.assert_array_equal(rejected.confidences, plain.confidences)
+    assert rejected.steps_run == plain.steps_run + 3
+    kept = optimise_keypoints(f, d, protos, candidates=4, refine_steps=50)
+    assert kept.final_loss < plain.final_loss
