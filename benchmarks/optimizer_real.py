@@ -155,8 +155,11 @@ def main() -> None:
     parser.add_argument("--reference-cache", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fast-options", default="{}", help="JSON dict of extra fast-mode options")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (1: timings comparable)"
+    )
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     dataset = args.dataset or args.run.resolve().parents[1] / "data" / "synthetic"
     categories = args.categories or sorted(p.name for p in (args.run / "features").iterdir())
     fast_options = json.loads(args.fast_options)
