@@ -6,6 +6,7 @@ Layout under a dataset root (as KeypointNet ships it)::
     pcds/<class_id>/<model_id>.pcd
     ShapeNetCore.v2.ply/<class_id>/<model_id>.ply
     benchmark_indices.csv            (Back to 3D's sample order, ``class_id,mesh_id``)
+    keypoint_labels.json             (optional: a text label per category and semantic id)
 
 The parsers are small and strict: every malformed input raises :class:`DataError` whose
 message names the file (and the line or record) and the problem.
@@ -878,6 +879,42 @@ def check_surface(mesh: Mesh) -> None:
         )
 
 
+# ---------------------------------------------------------------------- keypoint labels
+
+
+def read_keypoint_labels(path: str | Path) -> dict[str, dict[int, str]]:
+    """Read KeypointNet's ``keypoint_labels.json``: ``{"keypoint_labels": {category:
+    {"<semantic id>": "text"}}}`` (``class_mapping`` and other keys are ignored).
+
+    Returns:
+        category name -> semantic id -> text label.
+    """
+    path = Path(path)
+    try:
+        content = json.loads(_read_text(path))
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    table = content.get("keypoint_labels") if isinstance(content, dict) else None
+    if not isinstance(table, dict):
+        raise DataError(f"{path}: expected an object with a 'keypoint_labels' object")
+    out: dict[str, dict[int, str]] = {}
+    for category, labels in table.items():
+        if not isinstance(labels, dict):
+            raise DataError(f"{path}: keypoint_labels.{category} must be an object")
+        parsed: dict[int, str] = {}
+        for key, text in labels.items():
+            if not (isinstance(key, str) and key.isdigit()) or not isinstance(text, str):
+                raise DataError(
+                    f"{path}: keypoint_labels.{category}: expected '<semantic id>': '<text>', "
+                    f"got {key!r}: {str(text)[:40]!r}"
+                )
+            parsed[int(key)] = text
+        out[str(category)] = parsed
+    return out
+
+
 # ------------------------------------------------------------------------------- dataset
 
 
@@ -933,6 +970,17 @@ class KeypointNetDataset:
         mesh = read_ply(self.mesh_path(category, model_id))
         check_surface(mesh)
         return mesh
+
+    @property
+    def keypoint_labels_path(self) -> Path:
+        return self.root / "keypoint_labels.json"
+
+    def keypoint_labels(self, category: str) -> dict[int, str]:
+        """Semantic id -> text label of a category from ``<root>/keypoint_labels.json``;
+        empty when the dataset has no such file or it does not list the category."""
+        if not self.keypoint_labels_path.is_file():
+            return {}
+        return read_keypoint_labels(self.keypoint_labels_path).get(category_of(category), {})
 
     def annotation_order(self, category: str) -> list[tuple[str, str]]:
         """(class_id, model_id) of the category's annotated shapes in annotation-file order:

@@ -1,7 +1,8 @@
 """Rule ``aggregate``: the run's tables from the per-category metrics.
 
 ``miou.csv`` (category,threshold,miou), ``pck.csv`` (category,threshold,pck),
-``per_keypoint.csv`` (category,semantic_id,threshold,pck), ``baseline.csv``
+``per_keypoint.csv`` (category,semantic_id,label,threshold,pck; label from the dataset's
+keypoint_labels.json, empty when unknown), ``baseline.csv``
 (category,threshold,miou,pck: random points) and ``miou.md``: the paper's layout, one row
 per category (method, then random baseline), one column per threshold, mIoU in percent,
 followed by a note per category whose test shapes have keypoints no shot labels, whose
@@ -54,6 +55,7 @@ def main(snakemake) -> None:
                     {
                         "category": m["category"],
                         "semantic_id": int(sem),
+                        "label": m.get("keypoint_labels", {}).get(sem, ""),
                         "threshold": t,
                         "pck": curve[i],
                     }
@@ -62,7 +64,7 @@ def main(snakemake) -> None:
         "miou": pd.DataFrame(rows, columns=["category", "threshold", "miou"]),
         "pck": pd.DataFrame(pck, columns=["category", "threshold", "pck"]),
         "per_keypoint": pd.DataFrame(
-            per_kp, columns=["category", "semantic_id", "threshold", "pck"]
+            per_kp, columns=["category", "semantic_id", "label", "threshold", "pck"]
         ),
         "baseline": pd.DataFrame(base, columns=["category", "threshold", "miou", "pck"]),
     }

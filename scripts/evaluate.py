@@ -1,10 +1,12 @@
 """Rule ``evaluate``: mIoU, PCK and per-keypoint PCK of a category, and the random baseline.
 
-The random-point baseline draws, per test shape, as many distinct points as the method
-predicts keypoints and gives them the method's semantic ids; it is scored identically.
+Keypoint text labels come from the dataset's optional ``keypoint_labels.json`` (KeypointNet's
+label table; the synthetic dataset writes one). The random-point baseline draws, per test
+shape, as many distinct points as the method predicts keypoints and gives them the method's
+semantic ids; it is scored identically.
 """
 
-from _common import expected_header, read_geodesic_shard, rebuild_on_error, run
+from _common import dataset_root, expected_header, read_geodesic_shard, rebuild_on_error, run
 
 
 def main(snakemake) -> None:
@@ -12,12 +14,13 @@ def main(snakemake) -> None:
 
     from bt3d.cache import check_header, load_json, save_json_atomic
     from bt3d.errors import DataError
-    from bt3d.io import read_annotations
+    from bt3d.io import KeypointNetDataset, read_annotations
     from bt3d.metrics import evaluate_category, per_keypoint_pck, random_baseline_indices
 
     category = snakemake.wildcards.category
     thresholds = [float(t) for t in snakemake.params.thresholds]
     annotations = {a.model_id: a for a in read_annotations(snakemake.input.annotations)}
+    labels = KeypointNetDataset(dataset_root(snakemake.input.annotations)).keypoint_labels(category)
     geodesics: dict[str, np.ndarray] = {}
     skipped, sample_order = 0, ""
     for number, path in enumerate(snakemake.input.geodesics):
@@ -92,6 +95,7 @@ def main(snakemake) -> None:
             "sample_order": sample_order,
             "annotated_shapes": len(annotations),
             "per_keypoint_pck": {str(k): np.asarray(v).tolist() for k, v in per_keypoint.items()},
+            "keypoint_labels": {str(k): labels[k] for k in per_keypoint if k in labels},
         },
     )
     print(f"{category}: {len(model_ids)} test shapes, mIoU@0.1 = {method['miou'].iloc[-1]:.3f}")

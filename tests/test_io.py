@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from bt3d.io import (
     class_id_of,
     few_shot_split,
     read_annotations,
+    read_keypoint_labels,
     read_pcd,
     read_ply,
     read_sample_order,
@@ -141,6 +143,32 @@ def test_shapes_with_files_and_annotation_order(sample: KeypointNetDataset) -> N
     assert sample.shapes_with_files("chair") == [SAMPLE_MODEL]
     labelled, test = few_shot_split(order, CHAIR, 1, available=sample.shapes_with_files("chair"))
     assert (labelled, test) == ([SAMPLE_MODEL], [])
+
+
+def test_keypoint_labels_of_the_real_label_table(shared_data: Path, tmp_path: Path) -> None:
+    labels = read_keypoint_labels(shared_data / "keypoint_labels.json")
+    assert len(labels) == 16 and labels["table"][4] == "end of the table leg"
+    root = tmp_path / "kp"
+    root.mkdir()
+    assert KeypointNetDataset(root).keypoint_labels("chair") == {}  # no file: no labels
+    (root / "keypoint_labels.json").write_text((shared_data / "keypoint_labels.json").read_text())
+    assert KeypointNetDataset(root).keypoint_labels(CHAIR) == labels["chair"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[]", "expected an object with a 'keypoint_labels' object"),
+        ('{"keypoint_labels": {"chair": [1]}}', "keypoint_labels.chair must be an object"),
+        ('{"keypoint_labels": {"chair": {"x": "leg"}}}', "expected '<semantic id>': '<text>'"),
+        ('{"keypoint_labels": ', "malformed JSON at line 1"),
+    ],
+)
+def test_bad_keypoint_labels(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "keypoint_labels.json"
+    path.write_text(content)
+    with pytest.raises(DataError, match=re.escape(f"{path}: ") + ".*" + re.escape(message)):
+        read_keypoint_labels(path)
 
 
 def test_few_shot_split_offset_max_test_available() -> None:

@@ -60,7 +60,9 @@ def test_tables_have_the_documented_columns(run_dir: Path) -> None:
     assert miou["miou"].between(0, 1).all()
     assert list(pd.read_csv(tables / "pck.csv").columns) == ["category", "threshold", "pck"]
     per_kp = pd.read_csv(tables / "per_keypoint.csv")
-    assert list(per_kp.columns) == ["category", "semantic_id", "threshold", "pck"]
+    assert list(per_kp.columns) == ["category", "semantic_id", "label", "threshold", "pck"]
+    nose = per_kp[(per_kp["category"] == "airplane") & (per_kp["semantic_id"] == 0)]
+    assert set(nose["label"]) == {"nose of the airplane"}  # the synthetic keypoint_labels.json
     baseline = pd.read_csv(tables / "baseline.csv")
     assert list(baseline.columns) == ["category", "threshold", "miou", "pck"]
 
