@@ -86,6 +86,18 @@ def _read_text(path: str | Path) -> str:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
 
 
+def _read_json(path: Path) -> Any:
+    """The parsed JSON content of ``path``; DataError naming the file and the position."""
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply") from None
+
+
 def _atomic_write(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -702,14 +714,7 @@ def read_annotations(path: str | Path) -> list[ShapeAnnotation]:
     ``symmetries`` is kept as stored (``{}`` when absent). A model id may appear only once.
     """
     path = Path(path)
-    try:
-        records = json.loads(_read_text(path))
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
-    except RecursionError:
-        raise DataError(f"{path}: JSON nested too deeply") from None
+    records = _read_json(path)
     if not isinstance(records, list):
         raise DataError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
     out = [_parse_record(path, i, record) for i, record in enumerate(records)]
@@ -890,12 +895,7 @@ def read_keypoint_labels(path: str | Path) -> dict[str, dict[int, str]]:
         category name -> semantic id -> text label.
     """
     path = Path(path)
-    try:
-        content = json.loads(_read_text(path))
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
+    content = _read_json(path)
     table = content.get("keypoint_labels") if isinstance(content, dict) else None
     if not isinstance(table, dict):
         raise DataError(f"{path}: expected an object with a 'keypoint_labels' object")
