@@ -43,7 +43,7 @@ def main(snakemake) -> None:
             geo["geodesic"][i].astype(np.float64),
             prototypes,
             mode=opt["mode"],
-            steps=opt["steps"],
+            steps=opt.get("steps"),
             lr=opt["lr"],
             alpha=opt["alpha"],
             beta=opt["beta"],
