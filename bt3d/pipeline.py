@@ -265,8 +265,8 @@ def backproject_views(
         try:
             cameras = cam.fit_cameras(pts, eyes, fov_degrees=fov, image_size=image_size)
         except DataError as exc:
-            hint = "" if normalise else " (render.normalise: true renders it at that scale)"
-            raise DataError(f"{mesh.source}: {exc}{hint}") from None
+            hint = "dataset.normalise: true or bt3d features --normalise renders it at that scale"
+            raise DataError(f"{mesh.source}: {exc}{'' if normalise else f' ({hint})'}") from None
     with _stage(timer, "render"):
         raster = render(mesh, cameras, backend=render_backend, textured=textured)
     with _stage(timer, "backbone"):

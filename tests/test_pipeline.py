@@ -157,7 +157,7 @@ def test_normalise_renders_any_scale_and_position_like_the_unit_box(table, class
     with pytest.raises(
         DataError,
         match=r"^table-in-millimetres: view \d+ .* is the shape normalised to the unit box\? "
-        r"\(render.normalise: true renders it at that scale\)$",
+        r"\(dataset.normalise: true or bt3d features --normalise renders it at that scale\)$",
     ):
         extract_shape_features(big, big_points, classical, **FEW_VIEWS)
     ours = extract_shape_features(big, big_points, classical, normalise=True, **FEW_VIEWS)
