@@ -119,26 +119,28 @@ def select_shard(
     return [m for m, lab in mine if lab], [m for m, lab in mine if not lab]
 
 
-def shapes_lacking_files(dataset: Any, category: str) -> list[Path]:
-    """Point clouds and meshes of annotated ``category`` shapes that do not exist, relative
-    to the dataset root (empty when the annotation file itself is absent)."""
-    if not dataset.annotation_path(category).is_file():
-        return []
-    return [p.relative_to(dataset.root) for p in dataset.missing_files([category])]
-
-
-def check_complete(dataset: Any, category: str) -> None:
-    """DataError listing the first missing point clouds/meshes of ``category`` and the count."""
+def check_files(dataset: Any, category: str, missing_shapes: str) -> int:
+    """Point clouds and meshes of the annotated ``category`` shapes that do not exist:
+    ``missing_shapes="error"`` raises DataError listing the first of them and the count;
+    ``"skip"`` prints a WARNING listing them. Returns the number of shapes lacking files."""
     from bt3d.errors import DataError
     from bt3d.integrity import describe_missing
 
-    missing = dataset.missing_files([category])
-    if missing:
-        listed = describe_missing([p.relative_to(dataset.root) for p in missing], MAX_LISTED)
+    lacking = [p.relative_to(dataset.root) for p in dataset.missing_files([category])]
+    if not lacking:
+        return 0
+    listed = describe_missing(lacking, MAX_LISTED)
+    if missing_shapes == "error":
         raise DataError(
             f"{dataset.root}: dataset is incomplete for {category}: missing {listed}. Run "
             f"`dvc pull`, or delete annotations/{category}.json to download the category again"
         )
+    skipped = len({p.stem for p in lacking})  # a shape's .pcd and .ply are named by its id
+    print(
+        f"WARNING: {dataset.root}: {category}: skipping {skipped} annotated shapes without "
+        f"their files (dataset.missing_shapes: skip): {listed}"
+    )
+    return skipped
 
 
 def expected_header(snakemake: Any, kind: str, **fields: Any) -> dict[str, Any]:

@@ -9,12 +9,11 @@ bounding-box diagonal (KeypointNet's unit scale).
 """
 
 from _common import (
-    check_complete,
+    check_files,
     dataset_root,
     expected_header,
     run,
     select_shard,
-    shapes_lacking_files,
 )
 
 
@@ -23,25 +22,13 @@ def main(snakemake) -> None:
 
     from bt3d.cache import encode_geodesic, save_arrays
     from bt3d.geodesic import geodesic_matrix
-    from bt3d.integrity import describe_missing
     from bt3d.io import KeypointNetDataset, validate_annotation
     from bt3d.pipeline import unit_box
 
     sel, geo = snakemake.params.selection, snakemake.params.geodesic
     category, shard = snakemake.wildcards.category, int(snakemake.wildcards.shard)
     dataset = KeypointNetDataset(dataset_root(snakemake.input.annotations))
-    skipped = 0
-    if sel.get("missing_shapes", "error") == "error":
-        check_complete(dataset, category)
-    else:
-        lacking = shapes_lacking_files(dataset, category)
-        skipped = len(dataset.annotations(category)) - len(dataset.shapes_with_files(category))
-        if lacking:
-            print(
-                f"WARNING: {dataset.root}: {category}: skipping {skipped} annotated shapes "
-                f"without their files (dataset.missing_shapes: skip): "
-                f"{describe_missing(lacking)}"
-            )
+    skipped = check_files(dataset, category, sel.get("missing_shapes", "error"))
     order = snakemake.input.sample_order
     if order.endswith(".json"):
         print(
