@@ -27,6 +27,10 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+onstart:
+    check_device()
+
+
 rule all:
     default_target: True
     input:

@@ -92,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     feat.add_argument("--render-backend", default="embree")
     feat.add_argument("--batch-size", type=int, default=8)
     feat.add_argument(
+        "--surface-tolerance",
+        type=float,
+        default=0.01,
+        help="largest distance of a POINTS.pcd point from the mesh surface, as a fraction of "
+        "the mesh's bounding-box diagonal (dataset.surface_tolerance)",
+    )
+    feat.add_argument(
         "--model-id",
         default=None,
         metavar="ID",
@@ -174,6 +181,7 @@ def _cmd_synthetic(args: argparse.Namespace) -> int:
 def _cmd_features(args: argparse.Namespace) -> int:
     from bt3d.backbones import get_backbone
     from bt3d.cache import config_hash
+    from bt3d.consistency import check_points_on_mesh
     from bt3d.io import read_pcd, read_ply
     from bt3d.pipeline import (
         extract_shape_features,
@@ -185,6 +193,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
     mesh = read_ply(args.mesh)
     if args.points is not None:
         points = read_pcd(args.points)[0].astype(np.float64)
+        check_points_on_mesh(mesh, points, args.points, args.surface_tolerance)
     else:
         points = sample_surface(mesh, args.n_points, args.seed)
     backbone = get_backbone(args.backbone, args.device, args.checkpoint, args.layer)
@@ -292,6 +301,7 @@ def _read_all_annotations(paths: Sequence[Path]) -> dict[str, ShapeAnnotation]:
 
 def _cmd_prototypes(args: argparse.Namespace) -> int:
     from bt3d.cache import config_hash
+    from bt3d.consistency import check_annotation_points
     from bt3d.fewshot import LabelledShape, build_prototypes
     from bt3d.io import CATEGORY_IDS, category_of, validate_annotation
     from bt3d.pipeline import load_shape_features
@@ -338,6 +348,7 @@ def _cmd_prototypes(args: argparse.Namespace) -> int:
                 f"{exc} of {path}; the annotations' point indices must refer to the "
                 "POINTS.pcd given to `bt3d features`"
             ) from None
+        check_annotation_points(ann, shape.points, path)  # the points, not only their count
         if classes and ann.class_id not in classes:
             other, other_path = next(iter(classes.items()))
             raise ConfigError(

@@ -918,6 +918,43 @@ def read_keypoint_labels(path: str | Path) -> dict[str, dict[int, str]]:
 # ------------------------------------------------------------------------------- dataset
 
 
+OWNER_MARKER = ".bt3d-dataset.json"  # in a dataset folder that a bt3d rule created
+
+
+def claim_dataset_folder(root: str | Path, written_by: str) -> Path:
+    """Create ``root`` and mark it as written by the workflow's ``written_by`` rule
+    (``synthetic`` or ``download``), before that rule writes anything else into it."""
+    marker = Path(root) / OWNER_MARKER
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(marker, (json.dumps({"written_by": written_by}) + "\n").encode())
+    return marker
+
+
+def dataset_owner(root: str | Path) -> str | None:
+    """The rule that created a dataset folder (see :func:`claim_dataset_folder`), or None for
+    a folder bt3d did not create (a user's own data, which the workflow never writes to)."""
+    marker = Path(root) / OWNER_MARKER
+    if not marker.is_file():
+        return None
+    content = _read_json(marker)
+    return content.get("written_by") if isinstance(content, dict) else None
+
+
+def load_points(path: str | Path, n_points: int = 2048) -> np.ndarray:
+    """(n_points, 3) float64 point cloud of a ``.pcd``; DataError if it has another size."""
+    points, _colors = read_pcd(path)
+    if len(points) != n_points:
+        raise DataError(f"{path}: expected {n_points} points, found {len(points)}")
+    return points.astype(np.float64)
+
+
+def load_mesh(path: str | Path) -> Mesh:
+    """The triangle mesh of a ``.ply``; DataError when it has no surface (check_surface)."""
+    mesh = read_ply(path)
+    check_surface(mesh)
+    return mesh
+
+
 class KeypointNetDataset:
     """A dataset root in KeypointNet layout; categories may be given by name or class id."""
 
@@ -958,18 +995,12 @@ class KeypointNetDataset:
         return self._annotations[name]
 
     def load_points(self, category: str, model_id: str, n_points: int = 2048) -> np.ndarray:
-        """(n_points, 3) float64 point cloud of a shape; DataError if it has another size."""
-        path = self.pcd_path(category, model_id)
-        points, _colors = read_pcd(path)
-        if len(points) != n_points:
-            raise DataError(f"{path}: expected {n_points} points, found {len(points)}")
-        return points.astype(np.float64)
+        """(n_points, 3) float64 point cloud of a shape (see :func:`load_points`)."""
+        return load_points(self.pcd_path(category, model_id), n_points)
 
     def load_mesh(self, category: str, model_id: str) -> Mesh:
-        """The shape's triangle mesh; DataError when it has no surface (see check_surface)."""
-        mesh = read_ply(self.mesh_path(category, model_id))
-        check_surface(mesh)
-        return mesh
+        """The shape's triangle mesh (see :func:`load_mesh`)."""
+        return load_mesh(self.mesh_path(category, model_id))
 
     @property
     def keypoint_labels_path(self) -> Path:

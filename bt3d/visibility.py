@@ -128,6 +128,13 @@ def nearest_faces(mesh: Mesh, points: np.ndarray) -> np.ndarray:
     return _best_per_point(p_idx, f_idx, d, n)
 
 
+def surface_distances(mesh: Mesh, points: np.ndarray) -> np.ndarray:
+    """(N,) float64 distance from each point to the mesh surface (its nearest face)."""
+    points = np.asarray(points, dtype=np.float64)
+    nearest = nearest_faces(mesh, points)
+    return np.sqrt(point_triangle_sqdist(points, mesh.triangles[nearest]))
+
+
 def _distance_bound(mesh: Mesh, points: np.ndarray, centroid: np.ndarray) -> np.ndarray:
     """(N,) an upper bound of each point's distance to the mesh, slightly inflated so that the
     candidate tests never drop the nearest face to rounding."""

@@ -1,4 +1,4 @@
-"""Shared plumbing of the workflow's scripts: logging, clean errors, shape selection.
+"""Shared plumbing of the workflow's scripts: logging, clean errors, shape files.
 
 Scripts run by Snakemake's ``script:`` directive import this module (their folder is on
 ``sys.path``). It puts the repository root on ``sys.path`` too, so ``bt3d`` imports in a
@@ -25,8 +25,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-
-MAX_LISTED = 5  # paths listed in a "files missing" message
 
 
 def run(main: Callable[[Any], None], snakemake: Any) -> None:
@@ -71,78 +69,6 @@ def dataset_root(path: str) -> Path:
     return p.parents[1] if p.parent.name == "annotations" else p.parent
 
 
-def select_shard(
-    dataset: Any, sample_order: str, category: str, selection: dict, shard: int
-) -> tuple[list[str], list[str]]:
-    """Model ids of one shard: ``(labelled, test)``, each in sample order.
-
-    The category's selection is the few-shot split of the sample order restricted to the
-    annotated models (with ``missing_shapes: skip``, to those whose point cloud and mesh
-    exist), labelled shapes first, then test shapes; shape ``i`` of it belongs to shard
-    ``i % shards``. Shard membership is fixed by config alone, so the workflow's DAG does not
-    depend on the dataset's contents. A ``.json`` sample order is the category's annotation
-    file: its record order is the order (``dataset.sample_order: annotations``).
-    """
-    from bt3d.errors import DataError
-    from bt3d.io import class_id_of, few_shot_split, read_sample_order
-
-    if Path(sample_order).suffix == ".json":
-        order = dataset.annotation_order(category)
-    else:
-        order = read_sample_order(sample_order)
-    annotated = list(dataset.annotations(category))
-    skip = selection.get("missing_shapes", "error") == "skip"
-    available = dataset.shapes_with_files(category) if skip else annotated
-    try:
-        labelled, test = few_shot_split(
-            order,
-            class_id_of(category),
-            selection["shots"],
-            offset=selection["offset"],
-            max_test=selection["max_test_shapes"],
-            available=available,
-        )
-    except DataError as exc:
-        if not str(exc).startswith("sample order:"):
-            raise
-        lacking = len(annotated) - len(available)
-        skipped = f"; {lacking} annotated shapes lack their files and were skipped" * (lacking > 0)
-        files = dict.fromkeys([str(sample_order), str(dataset.annotation_path(category))])
-        raise DataError(
-            f"{' + '.join(files)}: {category}: "
-            f"{str(exc).removeprefix('sample order: ')} (dataset.shots / dataset.offset)"
-            f"{skipped}"
-        ) from exc
-    shards = selection["shards"]
-    ordered = [(m, True) for m in labelled] + [(m, False) for m in test]
-    mine = [(m, is_labelled) for i, (m, is_labelled) in enumerate(ordered) if i % shards == shard]
-    return [m for m, lab in mine if lab], [m for m, lab in mine if not lab]
-
-
-def check_files(dataset: Any, category: str, missing_shapes: str) -> int:
-    """Point clouds and meshes of the annotated ``category`` shapes that do not exist:
-    ``missing_shapes="error"`` raises DataError listing the first of them and the count;
-    ``"skip"`` prints a WARNING listing them. Returns the number of shapes lacking files."""
-    from bt3d.errors import DataError
-    from bt3d.integrity import describe_missing
-
-    lacking = [p.relative_to(dataset.root) for p in dataset.missing_files([category])]
-    if not lacking:
-        return 0
-    listed = describe_missing(lacking, MAX_LISTED)
-    if missing_shapes == "error":
-        raise DataError(
-            f"{dataset.root}: dataset is incomplete for {category}: missing {listed}. Run "
-            f"`dvc pull`, or delete annotations/{category}.json to download the category again"
-        )
-    skipped = len({p.stem for p in lacking})  # a shape's .pcd and .ply are named by its id
-    print(
-        f"WARNING: {dataset.root}: {category}: skipping {skipped} annotated shapes without "
-        f"their files (dataset.missing_shapes: skip): {listed}"
-    )
-    return skipped
-
-
 def expected_header(snakemake: Any, kind: str, **fields: Any) -> dict[str, Any]:
     """Header fields an artifact of ``kind`` must carry for this job (kind, category, hash)."""
     from bt3d.cache import config_hash
@@ -178,11 +104,11 @@ def read_artifact(path: str, expected: dict[str, Any]) -> tuple[dict[str, Any], 
         return load_arrays(path, expected)
 
 
-def read_geodesic_shard(path: str, expected: dict[str, Any]) -> dict[str, Any]:
-    """A geodesics shard: ``model_ids`` list, ``labelled`` (S,), ``geodesic`` (S, N, N)
-    float16 normalised, ``scale`` (S,) (raw = normalised * scale), ``skipped_shapes`` (the
-    category's annotated shapes left out for lack of files), ``sample_order`` (the file that
-    ordered the split)."""
+def read_geodesic_part(path: str, expected: dict[str, Any]) -> dict[str, Any]:
+    """A geodesics part (``shots`` or ``shard-k``): ``model_ids`` list, ``labelled`` (S,),
+    ``geodesic`` (S, N, N) float16 normalised, ``scale`` (S,) (raw = normalised * scale),
+    ``skipped_shapes`` (the category's annotated shapes left out for lack of files),
+    ``sample_order`` (the file that ordered the split)."""
     arrays, header = read_artifact(path, expected)
     with rebuild_on_error(path):
         _require(path, arrays, ("model_ids", "labelled", "geodesic", "scale"))
@@ -196,8 +122,8 @@ def read_geodesic_shard(path: str, expected: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def read_feature_shard(path: str, expected: dict[str, Any]) -> dict[str, Any]:
-    """A features shard: ``model_ids`` list and ``features`` (S, N, C) float32."""
+def read_feature_part(path: str, expected: dict[str, Any]) -> dict[str, Any]:
+    """A features part: ``model_ids`` list and ``features`` (S, N, C) float32."""
     arrays, _ = read_artifact(path, expected)
     with rebuild_on_error(path):
         _require(path, arrays, ("model_ids", "features"))
@@ -221,3 +147,15 @@ def check_same_shapes(path: str, model_ids: list[str], reference: str, ref_ids: 
             raise CacheError(
                 f"{path}: model ids {model_ids[:3]} differ from {reference} {ref_ids[:3]}"
             )
+
+
+def shape_paths(snakemake: Any) -> list[tuple[str, str]]:
+    """``(point cloud, mesh)`` of each shape of the job's part, from its ``shapes`` input (as
+    listed by ``shape_files`` in workflow/rules/common.smk: .pcd then .ply per shape)."""
+    files = list(snakemake.input.shapes)
+    return list(zip(files[0::2], files[1::2], strict=True))
+
+
+def part_of(path: str) -> str:
+    """The part (``shots``, ``shard-k``) an artifact belongs to: its file name's stem."""
+    return Path(path).stem

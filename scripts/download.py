@@ -46,11 +46,12 @@ def download_category(snakemake) -> None:
 
     from bt3d.errors import DataError
     from bt3d.integrity import describe_missing, hub_manifest, verify_files
-    from bt3d.io import KeypointNetDataset, class_id_of
+    from bt3d.io import KeypointNetDataset, claim_dataset_folder, class_id_of
 
     category = snakemake.wildcards.category
     root = dataset_root(snakemake.output.annotations)
     require_network(root, f"KeypointNet {category}", "huggingface.co")
+    claim_dataset_folder(root, "download")
     cid = class_id_of(category)
     repo = snakemake.params.repo_id
     folders = [f"pcds/{cid}", f"ShapeNetCore.v2.ply/{cid}", f"annotations/{category}.json"]
@@ -81,6 +82,7 @@ def download_category(snakemake) -> None:
 def download_sample_order(snakemake) -> None:
     from bt3d.cache import atomic_write
     from bt3d.errors import DataError, OfflineError
+    from bt3d.io import claim_dataset_folder
 
     dest = Path(snakemake.output.sample_order)
     url, want = snakemake.params.url, snakemake.params.sha256
@@ -101,6 +103,7 @@ def download_sample_order(snakemake) -> None:
     got = hashlib.sha256(data).hexdigest()
     if got != want:
         raise DataError(f"{url}: sha256 {got} differs from the pinned {want}; not written")
+    claim_dataset_folder(dest.parent, "download")
     with atomic_write(dest) as fh:
         fh.write(data)
     print(f"{dest}: {len(data)} bytes, sha256 verified")

@@ -6,7 +6,14 @@ shape, as many distinct points as the method predicts keypoints and gives them t
 semantic ids; it is scored identically.
 """
 
-from _common import dataset_root, expected_header, read_geodesic_shard, rebuild_on_error, run
+from _common import (
+    dataset_root,
+    expected_header,
+    part_of,
+    read_geodesic_part,
+    rebuild_on_error,
+    run,
+)
 
 
 def main(snakemake) -> None:
@@ -23,21 +30,20 @@ def main(snakemake) -> None:
     labels = KeypointNetDataset(dataset_root(snakemake.input.annotations)).keypoint_labels(category)
     geodesics: dict[str, np.ndarray] = {}
     skipped, sample_order = 0, ""
-    for number, path in enumerate(snakemake.input.geodesics):
-        shard = read_geodesic_shard(path, expected_header(snakemake, "geodesics", shard=number))
-        skipped = max(skipped, shard["skipped_shapes"])
-        sample_order = shard["sample_order"]
-        for i, model_id in enumerate(shard["model_ids"]):
-            if not shard["labelled"][i]:
-                geodesics[model_id] = shard["geodesic"][i].astype(np.float64) * shard["scale"][i]
+    for path in snakemake.input.geodesics:
+        geo = read_geodesic_part(path, expected_header(snakemake, "geodesics", part=part_of(path)))
+        skipped = max(skipped, geo["skipped_shapes"])
+        sample_order = geo["sample_order"]
+        for i, model_id in enumerate(geo["model_ids"]):
+            geodesics[model_id] = geo["geodesic"][i].astype(np.float64) * geo["scale"][i]
     predictions, known = [], set()
-    for number, path in enumerate(snakemake.input.predictions):
+    for path in snakemake.input.predictions:
         with rebuild_on_error(path):
             content = load_json(path)
             check_header(
                 path,
                 content.get("header", {}) if isinstance(content, dict) else {},
-                expected_header(snakemake, "predictions", shard=number),
+                expected_header(snakemake, "predictions", part=part_of(path)),
             )
         predictions += content["predictions"]
         known.update(int(k) for k in content["known_semantic_ids"])

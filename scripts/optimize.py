@@ -1,10 +1,10 @@
-"""Rule ``optimize``: keypoint predictions with confidences for one shard's test shapes."""
+"""Rule ``optimize``: keypoint predictions with confidences for one test part's shapes."""
 
 from _common import (
     check_same_shapes,
     expected_header,
-    read_feature_shard,
-    read_geodesic_shard,
+    read_feature_part,
+    read_geodesic_part,
     rebuild_on_error,
     run,
 )
@@ -20,12 +20,12 @@ def main(snakemake) -> None:
 
     opt = snakemake.params.optimiser
     device = resolve_device(snakemake.params.device)
-    shard = int(snakemake.wildcards.shard)
-    geo = read_geodesic_shard(
-        snakemake.input.geodesics, expected_header(snakemake, "geodesics", shard=shard)
+    part = snakemake.wildcards.test_part
+    geo = read_geodesic_part(
+        snakemake.input.geodesics, expected_header(snakemake, "geodesics", part=part)
     )
-    feat = read_feature_shard(
-        snakemake.input.features, expected_header(snakemake, "features", shard=shard)
+    feat = read_feature_part(
+        snakemake.input.features, expected_header(snakemake, "features", part=part)
     )
     check_same_shapes(
         snakemake.input.features, feat["model_ids"], snakemake.input.geodesics, geo["model_ids"]
@@ -36,8 +36,6 @@ def main(snakemake) -> None:
         )
     predictions = []
     for i, model_id in enumerate(geo["model_ids"]):
-        if geo["labelled"][i]:
-            continue
         pred = optimise_keypoints(
             feat["features"][i].astype(np.float32),
             geo["geodesic"][i].astype(np.float64),
@@ -65,12 +63,12 @@ def main(snakemake) -> None:
         snakemake.output.predictions,
         {
             "header": make_header(
-                **expected_header(snakemake, "predictions", shard=shard),
+                **expected_header(snakemake, "predictions", part=part),
                 seed=opt["seed"],
                 model_ids=[p["model_id"] for p in predictions],
             ),
             "category": snakemake.wildcards.category,
-            "shard": shard,
+            "part": part,
             "optimiser": opt,
             "known_semantic_ids": [int(k) for k in prototypes.semantic_ids],
             "predictions": predictions,

@@ -1,11 +1,12 @@
-"""Rule ``prototypes``: the few-shot keypoint model of a category from its labelled shapes."""
+"""Rule ``prototypes``: the few-shot keypoint model of a category from its labelled shapes
+(the ``shots`` part)."""
 
 from _common import (
     check_same_shapes,
     dataset_root,
     expected_header,
-    read_feature_shard,
-    read_geodesic_shard,
+    read_feature_part,
+    read_geodesic_part,
     run,
 )
 
@@ -16,44 +17,35 @@ def main(snakemake) -> None:
     from bt3d.fewshot import LabelledShape, build_prototypes
     from bt3d.io import KeypointNetDataset
 
-    category = snakemake.wildcards.category
-    dataset = KeypointNetDataset(dataset_root(snakemake.input.annotations))
-    annotations = dataset.annotations(category)
-    labelled: list[LabelledShape] = []
-    for shard, (feat_path, geo_path) in enumerate(
-        zip(snakemake.input.features, snakemake.input.geodesics, strict=True)
-    ):
-        geo = read_geodesic_shard(geo_path, expected_header(snakemake, "geodesics", shard=shard))
-        feat = read_feature_shard(feat_path, expected_header(snakemake, "features", shard=shard))
-        check_same_shapes(feat_path, feat["model_ids"], geo_path, geo["model_ids"])
-        for i, model_id in enumerate(geo["model_ids"]):
-            if not geo["labelled"][i]:
-                continue
-            ann = annotations[model_id]
-            labelled.append(
-                LabelledShape(
-                    features=feat["features"][i].astype(np.float32),
-                    geodesic_normalised=geo["geodesic"][i].astype(np.float64),
-                    semantic_ids=ann.semantic_ids,
-                    point_indices=ann.point_indices,
-                    model_id=model_id,
-                )
-            )
-    prototypes = build_prototypes(labelled, reduction=snakemake.params.reduction)
+    category, p = snakemake.wildcards.category, snakemake.params
+    annotations = KeypointNetDataset(dataset_root(snakemake.input.annotations)).annotations(
+        category
+    )
+    geo_path, feat_path = snakemake.input.geodesics, snakemake.input.features
+    geo = read_geodesic_part(geo_path, expected_header(snakemake, "geodesics", part="shots"))
+    feat = read_feature_part(feat_path, expected_header(snakemake, "features", part="shots"))
+    check_same_shapes(feat_path, feat["model_ids"], geo_path, geo["model_ids"])
+    labelled = [
+        LabelledShape(
+            features=feat["features"][i].astype(np.float32),
+            geodesic_normalised=geo["geodesic"][i].astype(np.float64),
+            semantic_ids=annotations[model_id].semantic_ids,
+            point_indices=annotations[model_id].point_indices,
+            model_id=model_id,
+        )
+        for i, model_id in enumerate(geo["model_ids"])
+    ]
+    prototypes = build_prototypes(labelled, reduction=p.reduction)
     prototypes.save(
         snakemake.output.prototypes,
+        # backbone and layer are recorded for `bt3d predict`, which checks users' features
         expected_header(
-            snakemake,
-            "prototypes",
-            shot_ids=[s.model_id for s in labelled],
-            # recorded for `bt3d predict`, which checks features of users' own shapes against it
-            backbone=snakemake.config["backbone"]["name"],
-            layer=snakemake.config["backbone"]["layer"],
+            snakemake, "prototypes", shot_ids=geo["model_ids"], backbone=p.backbone, layer=p.layer
         ),
     )
     print(
         f"{category}: {prototypes.num_keypoints} keypoints from {len(labelled)} labelled "
-        f"shapes ({', '.join(s.model_id for s in labelled)})"
+        f"shapes ({', '.join(geo['model_ids'])})"
     )
 
 

@@ -1,14 +1,18 @@
-"""Rule ``synthetic``: write the embedded procedural dataset in KeypointNet layout."""
+"""Rule ``synthetic``: write the embedded procedural dataset in KeypointNet layout, into a
+folder the workflow owns (marked by the ``owner`` output)."""
 
 from _common import dataset_root, run
 
 
 def main(snakemake) -> None:
+    from bt3d.io import claim_dataset_folder
     from bt3d.synthetic import generate_dataset
 
     p = snakemake.params
-    root = generate_dataset(
-        dataset_root(snakemake.output.sample_order),
+    root = dataset_root(snakemake.output.sample_order)
+    claim_dataset_folder(root, "synthetic")  # first: a killed run leaves a folder it owns
+    generate_dataset(
+        root,
         categories=tuple(p.categories),
         shapes_per_category=p.shapes_per_category,
         seed=p.seed,

@@ -297,8 +297,10 @@ def test_features_model_id_option_names_the_shape(
     assert main([*args, "--model-id", "ell_small"]) == 0
     assert load_shape_features(feats)[1]["model_id"] == "ell_small"
     out = tmp_path / "p.npz"
-    # ell_small's record indexes a cloud of the same size: accepted
-    assert main(_prototypes_args([feats], [labelled_set["annotations"]], out)) == 0
+    # ell_small's record indexes a cloud of the same size, but not these points: refused
+    err = _expect_error(_prototypes_args([feats], [labelled_set["annotations"]], out), out, capsys)
+    assert "model ell_small keypoint 0: xyz" in err and "renamed.npz" in err
+    assert "the annotation's point indices refer to another point cloud" in err
     # given twice for one model id (the file and ell_small's own): refused, both named
     out2 = tmp_path / "p2.npz"
     files = [labelled_set["files"]["ell_small"], feats]
@@ -405,3 +407,19 @@ def test_prototypes_refuse_shapes_without_keypoints(
     ann.write_text(json.dumps(records))
     err = _expect_error(_prototypes_args([labelled_set["files"]["ell"]], [ann], out), out, capsys)
     assert f"{ann}: the labelled shapes have no keypoints annotated" in err
+
+
+def test_features_refuse_a_point_cloud_off_the_mesh(
+    shape_files, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Points in other units than the mesh (metres beside millimetres) name both files."""
+    mesh_path, pcd_path = shape_files
+    points, _ = read_pcd(pcd_path)
+    metres = tmp_path / "ell-metres.pcd"
+    write_pcd(metres, points / 1000.0)
+    out = tmp_path / "f.npz"
+    err = _expect_error(
+        ["features", str(mesh_path), str(metres), "-o", str(out), *FAST], out, capsys
+    )
+    assert f"{metres} does not lie on {mesh_path}: point" in err
+    assert "in the same frame and units" in err

@@ -173,8 +173,8 @@ def test_killed_run_leaves_no_complete_looking_shard_and_resumes(
     features = sorted((workdir / RESULTS / "features").rglob("*.npz"))
     for path in features:  # any shard file present must be complete and valid
         load_arrays(path)
-    shard_file = {
-        s: workdir / RESULTS / "features" / f"{s.replace('-', '/shard-')}.npz" for s in started
+    shard_file = {  # log chair-shard-0.log: features/chair/shard-0.npz
+        s: workdir / RESULTS / "features" / f"{'/'.join(s.split('-', 1))}.npz" for s in started
     }
     running = [s for s, path in shard_file.items() if not path.exists()]
     assert running, f"the kill came after every started job finished: {started}"
@@ -184,8 +184,8 @@ def test_killed_run_leaves_no_complete_looking_shard_and_resumes(
     # but that snakemake had not yet recorded as finished, is marked incomplete and is rerun
     # too; with --cores 2 at most two jobs were in flight, so at most two such extra jobs.
     missing = {}
-    for rule, pattern, total in (("geodesics", "geodesics/*/*.npz", 4),
-                                 ("features", "features/*/*.npz", 4)):  # fmt: skip
+    for rule, pattern, total in (("geodesics", "geodesics/*/*.npz", 6),
+                                 ("features", "features/*/*.npz", 6)):  # fmt: skip
         missing[rule] = total - len(list((workdir / RESULTS).glob(pattern)))
     plan = planned(workdir, "--rerun-incomplete")
     rerun = {rule: plan.get(rule, 0) for rule in missing}
@@ -204,7 +204,7 @@ def test_killed_run_leaves_no_complete_looking_shard_and_resumes(
 
 # -------------------------------------------------------------------------- corrupt
 
-FEATURES = RESULTS / "features" / "chair" / "shard-1.npz"
+FEATURES = RESULTS / "features" / "chair" / "shots.npz"  # read by the prototypes rule
 
 
 def truncate(path: Path) -> None:
@@ -323,14 +323,15 @@ def ply(model: str) -> Path:
 # (name, mutate(workdir, model), expected message with {pcd}, {ply}, {ann} placeholders)
 POINT_CLOUD_CASES = [
     ("missing PCD", lambda w, m: (w / pcd(m)).unlink(),
-     "[geodesics] DataError: data/synthetic-test: dataset is incomplete for chair: missing 1 "
-     "files: pcds/03001627/{model}.pcd. Run `dvc pull`"),
+     "DataError: data/synthetic-test: dataset is incomplete for chair: missing 1 "
+     "files: pcds/03001627/{model}.pcd. Restore them (e.g. `dvc pull`), or set "
+     "dataset.missing_shapes: skip"),
     ("truncated PCD", lambda w, m: truncate(w / pcd(m)),
      "[geodesics] DataError: {pcd}: truncated PCD: POINTS says 2048, found"),
     ("wrong point count", lambda w, m: write_pcd(w / pcd(m), read_pcd(w / pcd(m))[0][:2000]),
      "[geodesics] DataError: {pcd}: expected 2048 points, found 2000"),
     ("missing PLY", lambda w, m: (w / ply(m)).unlink(),
-     "[geodesics] DataError: data/synthetic-test: dataset is incomplete for chair: missing 1 "
+     "DataError: data/synthetic-test: dataset is incomplete for chair: missing 1 "
      "files: ShapeNetCore.v2.ply/03001627/{model}.ply"),
     ("keypoint index out of range",
      lambda w, m: edit_annotations(w / DATA / "annotations/chair.json", point_out_of_range(m)),
@@ -338,18 +339,19 @@ POINT_CLOUD_CASES = [
      "of range for 2048 points"),
     ("duplicate model id",
      lambda w, m: edit_annotations(w / DATA / "annotations/chair.json", lambda r: r + r[:1]),
-     "[geodesics] DataError: {ann}: record 5: model"),
+     "DataError: {ann}: record 5: model"),
 ]  # fmt: skip
 
 MESH_CASES = [
+    # the geodesics job reads the mesh first (to check that the point cloud lies on it)
     ("truncated PLY", lambda w, m: truncate(w / ply(m)),
-     "[features] DataError: {ply}: truncated PLY: element vertex needs"),
+     "[geodesics] DataError: {ply}: truncated PLY: element vertex needs"),
     ("mesh with no faces", lambda w, m: edit_ply(w / ply(m), lambda v, f: (v, [])),
-     "[features] DataError: {ply}: PLY has no faces (a triangle mesh is required)"),
+     "[geodesics] DataError: {ply}: PLY has no faces (a triangle mesh is required)"),
     ("degenerate vertices", lambda w, m: edit_ply(w / ply(m), same_point),
-     "[features] DataError: {ply}: degenerate mesh: all"),
+     "[geodesics] DataError: {ply}: degenerate mesh: all"),
     ("non-finite vertex", lambda w, m: edit_ply(w / ply(m), nan_vertex),
-     "[features] DataError: {ply}: vertex 0 is not finite [nan, "),
+     "[geodesics] DataError: {ply}: vertex 0 is not finite [nan, "),
 ]  # fmt: skip
 
 
@@ -380,7 +382,8 @@ def test_bad_mesh(run_copy: Path, done: Path, name, mutate, message) -> None:  #
         run_copy, "--cores", "1", "--forcerun", "features", "--", FEATURES_TARGET, ok=False
     )
     assert expected_text(message, model) in failed, failed[-2000:]
-    assert not (run_copy / FEATURES_TARGET).exists() and no_temporaries(run_copy) == []
+    features = (run_copy / FEATURES_TARGET).read_bytes()  # never recomputed from the bad mesh
+    assert features == (done / FEATURES_TARGET).read_bytes() and no_temporaries(run_copy) == []
 
 
 def write_checkpoint(workdir: Path) -> Path:
@@ -392,8 +395,8 @@ def write_checkpoint(workdir: Path) -> Path:
 
 
 BACKBONE_CASES = [
-    ("unknown backbone", "backbone:\n  name: no_such_backbone\n",
-     "[features] BackboneError: unknown backbone 'no_such_backbone'"),
+    ("unknown backbone", "backbone:\n  name: no_such_backbone\n",  # at start, before any job
+     "BackboneError: unknown backbone 'no_such_backbone'"),
     ("checkpoint that does not exist",
      "backbone:\n  name: dinov2_vits14\n  checkpoint: missing.pth\n",
      "[features] BackboneError: backbone.checkpoint missing.pth does not exist"),
@@ -432,9 +435,52 @@ def test_fewer_labelled_shapes_than_shots(data_copy: Path) -> None:
     config = data_copy / "shots.yaml"
     config.write_text("dataset:\n  shots: 6\n")
     failed = snakemake(data_copy, "--cores", "1", GEODESICS_TARGET, configs=(config,), ok=False)
-    assert (
-        "[geodesics] DataError: data/synthetic-test/benchmark_indices.csv + "
-        "data/synthetic-test/annotations/chair.json: chair: class 03001627 has 5 usable shapes, "
-        "fewer than offset 0 + shots 6 (dataset.shots / dataset.offset)" in failed
+    assert (  # at start, before any job
+        "dataset.synthetic.shapes_per_category 5 leaves no test shape after dataset.offset 0 + "
+        "dataset.shots 6" in failed
     )
     assert not (data_copy / GEODESICS_TARGET).exists()
+
+
+# ------------------------------------------------------------------- changed shape files
+
+
+def rescale_shape(workdir: Path, model: str, factor: float) -> None:
+    """Replace a shape's point cloud and mesh by copies scaled by ``factor`` (the annotation
+    still fits), keeping the old files' time stamps, as a restored backup would."""
+    from dataclasses import replace
+
+    from bt3d.io import read_ply, write_ply
+
+    points, colors = read_pcd(workdir / pcd(model))
+    mesh = read_ply(workdir / ply(model))
+    scaled = replace(mesh, vertices=mesh.vertices * factor)
+    for path, rewrite in (
+        (workdir / pcd(model), lambda p: write_pcd(p, points * factor, colors)),
+        (workdir / ply(model), lambda p: write_ply(p, scaled)),
+    ):
+        stamp = path.stat()
+        rewrite(path)
+        os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+
+
+def test_replaced_shape_reruns_exactly_its_part(run_copy: Path, done: Path, tmp_path: Path) -> None:
+    model = shard_models(done, shard=1)[0]
+    rescale_shape(run_copy, model, 1.003)
+    plan = planned(run_copy)
+    expected = {"geodesics": 1, "features": 1, "optimize": 1, "evaluate": 1,
+                "plot_keypoints": 1, "aggregate": 1, "plot_curves": 1, "all": 1}  # fmt: skip
+    assert plan == expected, plan
+    out = snakemake(run_copy, "--cores", "2")
+    ran = re.findall(r"^(?:local)?rule (\w+):", out, flags=re.MULTILINE)
+    assert "prototypes" not in ran and ran.count("features") == 1
+    log = (run_copy / "logs" / "test" / "features" / "chair-shard-1.log").read_text()
+    assert model in log
+    assert planned(run_copy) == {}
+    # the tables equal those of a clean run on the changed data
+    clean = tmp_path / "clean"
+    shutil.copytree(run_copy / DATA, clean / DATA)
+    snakemake(clean, "--cores", "2")
+    for table in ("miou.csv", "pck.csv", "per_keypoint.csv", "baseline.csv"):
+        after = (run_copy / RESULTS / "tables" / table).read_bytes()
+        assert after == (clean / RESULTS / "tables" / table).read_bytes(), table

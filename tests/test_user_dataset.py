@@ -93,8 +93,10 @@ def test_missing_shapes_error_lists_them_and_writes_nothing(workdir: Path) -> No
     result = snakemake(workdir, user_config(workdir, "error", "annotations"), "--cores", "1")
     assert result.returncode != 0
     out = result.stdout + result.stderr
-    assert re.search(r"\[geodesics\] DataError: data/user: dataset is incomplete for chair: "
+    # at start, before any job; the hint never suggests deleting the user's annotations
+    assert re.search(r"DataError: data/user: dataset is incomplete for chair: "
                      r"missing 4 files: pcds/03001627/\w+\.pcd", out), out[-3000:]  # fmt: skip
+    assert "dataset.missing_shapes: skip" in out and "delete" not in out
     assert not (workdir / "results" / "user" / "geodesics").exists() or not any(
         (workdir / "results" / "user" / "geodesics").rglob("*.npz")
     )
@@ -109,8 +111,8 @@ def test_user_folder_without_sample_order_runs_skipping_absent_shapes(
     assert result.returncode == 0, out[-4000:]
     assert "download" not in re.findall(r"^(?:local)?rule (\w+):", out, flags=re.MULTILINE)
     run = workdir / "results" / "user"
-    log = (workdir / "logs" / "user" / "geodesics" / "chair-0.log").read_text()
-    assert "WARNING: data/user: chair: skipping 2 annotated shapes without their files" in log
+    log = (workdir / "logs" / "user" / "geodesics" / "chair-shots.log").read_text()
+    assert "WARNING: chair: skipping 2 annotated shapes without their files" in log
     assert (
         "WARNING: chair: shots and test shapes follow the record order of "
         "data/user/annotations/chair.json, not the paper's benchmark_indices.csv"
@@ -128,3 +130,76 @@ def test_user_folder_without_sample_order_runs_skipping_absent_shapes(
     assert miou["miou"].iloc[-1] > base["miou"].iloc[-1]
     again = snakemake(workdir, config, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+def folder_digest(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under ``root`` (and the folders, as "dir")."""
+    import hashlib
+
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        if p.is_file()
+        else "dir"
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def test_user_folder_with_default_dataset_name_is_refused_and_untouched(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    # the user sets their folder as root but forgets dataset.name (default: synthetic), which
+    # once let the synthetic rule overwrite annotations/chair.json
+    root = tmp_path / "data" / "user"
+    user_dataset(root, shared_data)
+    before = folder_digest(root)
+    config = tmp_path / "forgot-name.yaml"
+    config.write_text("run: user\ndataset:\n  root: data/user\n  categories: [chair]\n")
+    result = snakemake(tmp_path, config, "--cores", "2")
+    assert result.returncode != 0
+    assert (
+        "dataset.root data/user was not created by bt3d (it holds ShapeNetCore.v2.ply, "
+        "annotations, pcds); the workflow would write into it to generate the synthetic dataset"
+    ) in result.stderr
+    assert "set dataset.name: keypointnet" in result.stderr
+    assert folder_digest(root) == before
+    assert not (tmp_path / "results").exists()
+
+
+def test_workflow_never_downloads_into_a_users_folder(tmp_path: Path, shared_data: Path) -> None:
+    root = tmp_path / "data" / "user"
+    user_dataset(root, shared_data)
+    before = folder_digest(root)
+    config = tmp_path / "more.yaml"
+    config.write_text(
+        "run: user\ndataset:\n  name: keypointnet\n  root: data/user\n"
+        "  categories: [chair, table]\n"
+    )
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode != 0
+    assert "the workflow would write into it to download annotations/table.json" in result.stderr
+    assert folder_digest(root) == before
+
+
+@pytest.mark.parametrize("fault", ["metres_beside_millimetres", "swapped_point_cloud"])
+def test_point_cloud_that_does_not_belong_to_its_mesh_is_refused(
+    tmp_path: Path, shared_data: Path, fault: str
+) -> None:
+    root = tmp_path / "data" / "user"
+    with_files, _ = user_dataset(root, shared_data)
+    victim = root / "pcds" / CHAIR / f"{with_files[4]}.pcd"
+    if fault == "metres_beside_millimetres":
+        points, colors = read_pcd(victim)
+        write_pcd(victim, points / MILLIMETRES, colors)
+    else:  # another chair's point cloud (anisotropically scaled differently)
+        shutil.copy(root / "pcds" / CHAIR / f"{with_files[1]}.pcd", victim)
+    config = user_config(tmp_path, "skip", "auto")
+    result = snakemake(tmp_path, config, "--cores", "2", "--until", "geodesics")
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    mesh = f"data/user/ShapeNetCore.v2.ply/{CHAIR}/{with_files[4]}.ply"
+    assert re.search(
+        rf"\[geodesics\] DataError: data/user/pcds/{CHAIR}/{with_files[4]}\.pcd does not lie on "
+        rf"{mesh}: point \d+ is [\d.e+-]+ from the surface",
+        out,
+    ), out[-3000:]
+    assert not any((tmp_path / "results").rglob("shard-*.npz"))

@@ -101,7 +101,8 @@ def test_feature_change_reruns_features_but_not_geodesics(run_dir: Path) -> None
     override = run_dir / "sigma.yaml"
     override.write_text("features:\n  sigma: 0.02\n")
     plan = planned(run_dir, override)
-    assert plan.get("features") == 4 and plan.get("prototypes") == 2 and plan.get("optimize") == 4
+    # per category: the shots part and two test shards
+    assert plan.get("features") == 6 and plan.get("prototypes") == 2 and plan.get("optimize") == 4
     assert "geodesics" not in plan and "synthetic" not in plan
 
 
@@ -115,20 +116,51 @@ def test_rerun_after_change_then_nothing_planned(run_dir: Path) -> None:
     assert planned(run_dir, override) == {}
 
 
-def test_library_error_is_one_clean_line(run_dir: Path) -> None:
-    override = run_dir / "bad_backbone.yaml"
-    override.write_text("backbone:\n  name: no_such_backbone\n")
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("backbone:\n  name: no_such_backbone\n",
+         "BackboneError: unknown backbone 'no_such_backbone'"),
+        ("backbone:\n  name: dinov2_vits14_offline\n  layer: block99\n",
+         "BackboneError: backbone.layer 'block99' asks for block 99, but the model has "
+         "blocks 0..11"),
+        ("render:\n  image_size: 100\n",
+         "ConfigError: render.image_size 100 is not a multiple of classical's 14 px patches; "
+         "use 98 or 112"),
+        ("dataset:\n  shots: 5\n",
+         "dataset.synthetic.shapes_per_category 5 leaves no test shape after dataset.offset 0 "
+         "+ dataset.shots 5"),
+    ],
+)  # fmt: skip
+def test_bad_setting_stops_at_start_in_one_line(
+    run_dir: Path, tmp_path: Path, override: str, message: str
+) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(override)
+    before = {p: p.stat().st_mtime_ns for p in (run_dir / "results").rglob("*") if p.is_file()}
     cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(run_dir),
-           "--configfile", str(TEST_CONFIG), str(override), "--cores", "1",
-           "--until", "features"]  # fmt: skip
+           "--configfile", str(TEST_CONFIG), str(config), "--cores", "1"]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=run_dir)
     assert result.returncode != 0
-    logs = [p.read_text() for p in (run_dir / "logs" / "test" / "features").glob("*.log")]
-    failed = [text for text in logs if "no_such_backbone" in text]
-    assert len(failed) == 1, logs
-    assert failed[0].startswith("BackboneError: unknown backbone 'no_such_backbone'")
-    assert failed[0].count("\n") == 1 and "Traceback" not in failed[0]
-    assert "[features] BackboneError" in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("Config file")]
+    assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+    after = {p: p.stat().st_mtime_ns for p in (run_dir / "results").rglob("*") if p.is_file()}
+    assert after == before
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_gpu_stops_before_any_job(run_dir: Path, tmp_path: Path) -> None:
+    config = tmp_path / "cuda.yaml"
+    config.write_text("device: cuda\n")
+    before = {p: p.stat().st_mtime_ns for p in (run_dir / "results").rglob("*") if p.is_file()}
+    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(run_dir),
+           "--configfile", str(TEST_CONFIG), str(config), "--cores", "1"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=run_dir)
+    assert result.returncode != 0
+    assert "device: cuda was asked for, but PyTorch sees 0 CUDA devices here" in result.stderr
+    assert "Traceback" not in result.stderr
+    after = {p: p.stat().st_mtime_ns for p in (run_dir / "results").rglob("*") if p.is_file()}
+    assert after == before
 
 
 KEYPOINTNET = "dataset:\n  name: keypointnet\n  root: data/kp\n  categories: [chair]\n"
@@ -150,17 +182,6 @@ def test_download_offline_fails_fast_saying_what_to_do(tmp_path: Path) -> None:
     assert not (tmp_path / "data" / "kp" / "benchmark_indices.csv").exists()
 
 
-def test_complete_keypointnet_folder_is_used_as_it_is(tmp_path: Path, shared_data: Path) -> None:
-    root = tmp_path / "data" / "kp"
-    shutil.copytree(shared_data / "keypointnet-sample", root)
-    shutil.copy(shared_data / "benchmark_indices.csv", root / "benchmark_indices.csv")
-    override = tmp_path / "kp.yaml"
-    override.write_text(KEYPOINTNET)
-    plan = planned(tmp_path, override)
-    assert plan.get("geodesics") == 2 and plan.get("features") == 2
-    assert "download" not in plan and "download_sample_order" not in plan
-
-
 def test_too_few_shapes_with_files_is_one_clear_error(tmp_path: Path, shared_data: Path) -> None:
     # the sample annotates 999 chairs but holds the files of one: skip leaves 1 < 3 shots
     root = tmp_path / "data" / "kp"
@@ -168,13 +189,12 @@ def test_too_few_shapes_with_files_is_one_clear_error(tmp_path: Path, shared_dat
     override = tmp_path / "kp.yaml"
     override.write_text(KEYPOINTNET + "  sample_order: annotations\n  missing_shapes: skip\n")
     cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", str(TEST_CONFIG), str(override), "--cores", "1",
-           "--until", "geodesics"]  # fmt: skip
+           "--configfile", str(TEST_CONFIG), str(override), "--cores", "1"]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode != 0
     out = result.stdout + result.stderr
-    assert (
-        "[geodesics] DataError: data/kp/annotations/chair.json: "
+    assert (  # at start, before any job
+        "DataError: data/kp/annotations/chair.json: "
         "chair: class 03001627 has 1 usable shapes, fewer than offset 0 + shots 3 "
         "(dataset.shots / dataset.offset); 998 annotated shapes lack their files and were skipped"
     ) in out, out[-3000:]

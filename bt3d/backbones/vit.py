@@ -33,18 +33,17 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bt3d.backbone_spec import parse_layer
 from bt3d.errors import BackboneError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-LAYER_CHOICES_HELP = '"last_norm", "blockN" (e.g. "block9") or "blocksA-B" (e.g. "blocks9-11")'
 
 
 @dataclass(frozen=True)
@@ -229,32 +228,6 @@ def interpolate_pos_embed(
         )
     grid = grid.permute(0, 2, 3, 1).reshape(1, h * w, dim).to(pos_embed.dtype)
     return torch.cat([pos_embed[:, :1], grid], dim=1)
-
-
-def parse_layer(layer: str, depth: int) -> tuple[int, ...]:
-    """Block indices whose normalised patch tokens make up a feature layer.
-
-    ``"last_norm"`` -> (depth-1,), ``"block9"`` -> (9,), ``"blocks9-11"`` -> (9, 10, 11).
-
-    Raises:
-        BackboneError: unknown syntax, or an index outside [0, depth).
-    """
-    if layer == "last_norm":
-        return (depth - 1,)
-    single = re.fullmatch(r"block(\d+)", layer)
-    span = re.fullmatch(r"blocks(\d+)-(\d+)", layer)
-    if single:
-        indices = (int(single.group(1)),)
-    elif span and int(span.group(1)) <= int(span.group(2)):
-        indices = tuple(range(int(span.group(1)), int(span.group(2)) + 1))
-    else:
-        raise BackboneError(f"backbone.layer {layer!r} is unknown; expected {LAYER_CHOICES_HELP}")
-    if indices[-1] >= depth:
-        raise BackboneError(
-            f"backbone.layer {layer!r} asks for block {indices[-1]}, but the model has "
-            f"blocks 0..{depth - 1}"
-        )
-    return indices
 
 
 class DinoVisionTransformer(nn.Module):

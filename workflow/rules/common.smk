@@ -1,8 +1,19 @@
 # Paths and helpers shared by the rules. Every value that changes an output is passed to
 # that rule as params, so `--rerun-triggers params` reruns exactly what a change affects.
+import hashlib
+import json
 import sys
 
 from snakemake.exceptions import WorkflowError
+
+REPO = os.path.dirname(workflow.main_snakefile)
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from bt3d.backbone_spec import check_backbone_settings
+from bt3d.errors import Bt3dError
+from bt3d.io import OWNER_MARKER, KeypointNetDataset, dataset_owner
+from bt3d.selection import part_files, part_names, select_category, test_part_names
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
@@ -32,14 +43,16 @@ def sample_order_file():
 
 SAMPLE_ORDER = sample_order_file()
 CATEGORIES = DATASET["categories"]
-SHARDS = list(range(config["shards"]))
+PARTS = part_names(config["shards"])  # shots, shard-0, ...: see bt3d/selection.py
+TEST_PARTS = test_part_names(config["shards"])
 RESOURCES = config.get("resources", {})
 EVALUATION = config["evaluation"]
 
 
 wildcard_constraints:
     category="|".join(CATEGORIES),
-    shard=r"\d+",
+    part=r"shots|shard-\d+",
+    test_part=r"shard-\d+",
 
 
 def selection_params():
@@ -48,7 +61,7 @@ def selection_params():
         "shots": DATASET["shots"],
         "offset": DATASET["offset"],
         "max_test_shapes": DATASET.get("max_test_shapes"),
-        "missing_shapes": DATASET.get("missing_shapes", "error"),
+        "missing_shapes": DATASET["missing_shapes"],
         "shards": config["shards"],
     }
 
@@ -59,7 +72,7 @@ def feature_params():
         "render": config["render"],
         "backbone": config["backbone"],
         "sampling": config["features"]["sampling"],
-        "normalise": DATASET.get("normalise", False),
+        "normalise": DATASET["normalise"],
         "sigma": config["features"]["sigma"],
     }
 
@@ -68,7 +81,8 @@ def geodesic_params():
     return {
         "knn": config["features"]["knn"],
         "unreachable": config["features"]["unreachable"],
-        "normalise": DATASET.get("normalise", False),
+        "normalise": DATASET["normalise"],
+        "surface_tolerance": DATASET["surface_tolerance"],
     }
 
 
@@ -108,20 +122,14 @@ def check_categories_present():
         return
     if not os.path.exists(SAMPLE_ORDER):
         return
-    repo = os.path.dirname(workflow.main_snakefile)
-    if repo not in sys.path:
-        sys.path.insert(0, repo)
-    from bt3d.io import CATEGORY_IDS
+    from bt3d.io import CATEGORY_IDS, read_sample_order
 
-    with open(SAMPLE_ORDER, encoding="utf-8") as fh:
-        present = {
-            line.split(",")[0].strip() for line in fh.readlines()[1:] if "," in line
-        }
+    present = {class_id for class_id, _ in at_start(read_sample_order, SAMPLE_ORDER)}
     names = {cid: name for name, cid in CATEGORY_IDS.items()}
     lacking = [c for c in CATEGORIES if CATEGORY_IDS[c] not in present]
     if lacking:
         listed = sorted(names.get(cid, cid) for cid in present)
-        raise WorkflowError(
+        stop(
             f"dataset.categories: {', '.join(lacking)} not in the dataset "
             f"({SAMPLE_ORDER} lists: {', '.join(listed) or 'no category'})"
         )
@@ -132,19 +140,162 @@ def is_cuda():
     return config["device"].startswith("cuda")
 
 
-def shard_files(kind, ext):
-    """Input function: every shard file of one kind for the job's category."""
+def part_file(kind, ext):
+    """Path pattern of one part's artifact of ``kind`` (``{part}`` or ``{test_part}``)."""
+    return f"{RESULTS}/{kind}/{{category}}/{{part}}.{ext}"
+
+
+def test_part_files(kind, ext):
+    """Input function: the artifact of ``kind`` of every test part of the job's category."""
 
     def files(wildcards):
         return expand(
-            f"{RESULTS}/{kind}/{{category}}/shard-{{shard}}.{ext}",
+            f"{RESULTS}/{kind}/{{category}}/{{part}}.{ext}",
             category=wildcards.category,
-            shard=SHARDS,
+            part=TEST_PARTS,
         )
 
     return files
 
 
+def stop(message):
+    """End the run at start with one line on stderr and no traceback: for settings and data
+    that can be checked before any job runs."""
+    print(message, file=sys.stderr)
+    raise SystemExit(1)
+
+
+def at_start(function, *args):
+    """``function(*args)``, a library error ending the run at start (see stop)."""
+    try:
+        return function(*args)
+    except Bt3dError as exc:
+        stop(f"{type(exc).__name__}: {exc}")
+
+
+_SELECTIONS = {}
+
+
+def category_selection(category):
+    """The category's few-shot split (bt3d.selection.select_category), read from the dataset
+    once it exists (waiting for the checkpoint that writes it) and kept while its annotation
+    file and sample order are unchanged."""
+    wait_for_dataset(category)
+    try:
+        return select_present(category)
+    except Bt3dError as exc:
+        raise WorkflowError(f"{type(exc).__name__}: {exc}") from None
+
+
+def select_present(category):
+    """category_selection of a dataset that exists; raises the library's errors."""
+    order = SAMPLE_ORDER.format(category=category)
+    stamp = tuple(
+        os.stat(f).st_mtime_ns for f in (order, f"{ROOT}/annotations/{category}.json")
+    )
+    key = (category, stamp)
+    if key not in _SELECTIONS:
+        _SELECTIONS[key] = select_category(
+            KeypointNetDataset(ROOT), order, category, selection_params()
+        )
+    return _SELECTIONS[key]
+
+
+def part_of(wildcards):
+    return wildcards.get("part") or wildcards.get("test_part")
+
+
+def shape_files(wildcards):
+    """Input function: the point cloud and mesh of every shape of the job's part, so that
+    editing, replacing, adding or removing one reruns exactly the parts that hold it."""
+    selection = category_selection(wildcards.category)
+    models = selection.part(part_of(wildcards), config["shards"])
+    return [
+        str(p) for p in part_files(KeypointNetDataset(ROOT), wildcards.category, models)
+    ]
+
+
+def test_point_clouds(wildcards):
+    """Input function: the point clouds of the category's test shapes."""
+    dataset = KeypointNetDataset(ROOT)
+    test = category_selection(wildcards.category).test
+    return [str(dataset.pcd_path(wildcards.category, m)) for m in test]
+
+
+_DIGESTS = {}
+
+
+def file_digest(path):
+    """sha256 of a file's content, kept while its size, mtime and inode are unchanged."""
+    info = os.stat(path)
+    key = (path, info.st_size, info.st_mtime_ns, info.st_ino)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
+
+
+def shape_digest(wildcards):
+    """Params function: one hash of the content of the part's shape files. A file replaced
+    by one with an older time stamp (a restored backup, a DVC checkout) changes it, and the
+    params rerun trigger reruns the part, where the time stamps alone would not."""
+    digest = hashlib.sha256()
+    for path in shape_files(wildcards):
+        digest.update(f"{os.path.relpath(path, ROOT)}:{file_digest(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def labels_file(wildcards):
+    """Input function: the dataset's keypoint_labels.json when it has one."""
+    wait_for_dataset(wildcards.category)
+    path = f"{ROOT}/keypoint_labels.json"
+    return [path] if os.path.exists(path) else []
+
+
+def check_settings_at_start():
+    """Settings that cannot work stop the run before any job: backbone name and layer,
+    image size vs patch size, shots vs the synthetic dataset's size."""
+    backbone = config["backbone"]
+    at_start(
+        check_backbone_settings,
+        backbone["name"],
+        backbone["layer"],
+        config["render"]["image_size"],
+    )
+    synthetic = DATASET["synthetic"]["shapes_per_category"]
+    if (
+        DATASET["name"] == "synthetic"
+        and synthetic <= DATASET["offset"] + DATASET["shots"]
+    ):
+        stop(
+            f"dataset.synthetic.shapes_per_category {synthetic} leaves no test shape after "
+            f"dataset.offset {DATASET['offset']} + dataset.shots {DATASET['shots']}; generate "
+            "more shapes or label fewer"
+        )
+
+
+def check_device():
+    """An explicit CUDA device on a machine without one stops the run before any job
+    (``onstart``: once the executor is known, only where jobs run locally; a cluster's login
+    node need not have the GPUs of its nodes)."""
+    device = config["device"]
+    if not device.startswith("cuda") or not workflow.local_exec:
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.split(":")[1]) if ":" in device else 0
+    if index >= count:
+        stop(
+            f"device: {device} was asked for, but PyTorch sees {count} CUDA devices here; "
+            "use device: auto or device: cpu, or run on a GPU node"
+        )
+
+
+check_settings_at_start()
 check_categories_present()
 
 

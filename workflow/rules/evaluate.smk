@@ -5,8 +5,9 @@
 rule evaluate:
     input:
         annotations=f"{ROOT}/annotations/{{category}}.json",
-        predictions=shard_files("predictions", "json"),
-        geodesics=shard_files("geodesics", "npz"),
+        predictions=test_part_files("predictions", "json"),
+        geodesics=test_part_files("geodesics", "npz"),
+        labels=labels_file,
     output:
         metrics=f"{RESULTS}/metrics/{{category}}.json",
     log:
@@ -15,7 +16,7 @@ rule evaluate:
         "../../envs/evaluate.yaml"
     params:
         thresholds=EVALUATION["thresholds"],
-        baseline_seed=EVALUATION.get("baseline_seed", 0),
+        baseline_seed=EVALUATION["baseline_seed"],
         provenance=provenances("geodesics", "predictions"),
     script:
         "../../scripts/evaluate.py"

@@ -1,17 +1,19 @@
-# Per category and shard: geodesic matrices (cheap, backbone-independent) and back-projected
-# features (render -> backbone -> visibility -> back-projection -> geodesic smoothing).
-# Shards are fixed by config (shape i of a category's selection goes to shard i % shards),
-# so the DAG is known before the dataset exists and no checkpoint is needed.
+# Per category and part (shots = the labelled shapes; shard-k = every shards-th test shape):
+# geodesic matrices (cheap, backbone-independent) and back-projected features (render ->
+# backbone -> visibility -> back-projection -> geodesic smoothing). Each job's inputs are the
+# point clouds and meshes of its part's shapes, and their content hash is a param, so a
+# changed shape reruns exactly the parts that hold it.
 
 
 rule geodesics:
     input:
         annotations=f"{ROOT}/annotations/{{category}}.json",
         sample_order=SAMPLE_ORDER,
+        shapes=shape_files,
     output:
-        geodesics=f"{RESULTS}/geodesics/{{category}}/shard-{{shard}}.npz",
+        geodesics=part_file("geodesics", "npz"),
     log:
-        f"logs/{RUN}/geodesics/{{category}}-{{shard}}.log",
+        f"logs/{RUN}/geodesics/{{category}}-{{part}}.log",
     conda:
         "../../envs/geodesics.yaml"
     resources:
@@ -20,19 +22,19 @@ rule geodesics:
         selection=selection_params(),
         geodesic=geodesic_params(),
         provenance=provenances("geodesics"),
+        shapes_sha256=shape_digest,
     script:
         "../../scripts/geodesics.py"
 
 
 rule features:
     input:
-        annotations=f"{ROOT}/annotations/{{category}}.json",
-        sample_order=SAMPLE_ORDER,
-        geodesics=f"{RESULTS}/geodesics/{{category}}/shard-{{shard}}.npz",
+        shapes=shape_files,
+        geodesics=part_file("geodesics", "npz"),
     output:
-        features=f"{RESULTS}/features/{{category}}/shard-{{shard}}.npz",
+        features=part_file("features", "npz"),
     log:
-        f"logs/{RUN}/features/{{category}}-{{shard}}.log",
+        f"logs/{RUN}/features/{{category}}-{{part}}.log",
     conda:
         "../../envs/features.yaml"
     threads: 1
@@ -43,5 +45,6 @@ rule features:
         features=feature_params(),
         device=config["device"],
         provenance=provenances("geodesics", "features"),
+        shapes_sha256=shape_digest,
     script:
         "../../scripts/features.py"

@@ -1,12 +1,12 @@
-# Few-shot keypoint model per category, then candidate optimisation per category and shard.
+# Few-shot keypoint model per category from its labelled shapes (the shots part), then
+# candidate optimisation per category and test shard.
 
 
 rule prototypes:
     input:
         annotations=f"{ROOT}/annotations/{{category}}.json",
-        sample_order=SAMPLE_ORDER,
-        features=shard_files("features", "npz"),
-        geodesics=shard_files("geodesics", "npz"),
+        features=f"{RESULTS}/features/{{category}}/shots.npz",
+        geodesics=f"{RESULTS}/geodesics/{{category}}/shots.npz",
     output:
         prototypes=f"{RESULTS}/prototypes/{{category}}.npz",
     log:
@@ -14,8 +14,9 @@ rule prototypes:
     conda:
         "../../envs/prototypes.yaml"
     params:
-        selection=selection_params(),
         reduction=config["optimiser"]["prototype_reduction"],
+        backbone=config["backbone"]["name"],
+        layer=config["backbone"]["layer"],
         provenance=provenances("geodesics", "features", "prototypes"),
     script:
         "../../scripts/prototypes.py"
@@ -23,13 +24,13 @@ rule prototypes:
 
 rule optimize:
     input:
-        features=f"{RESULTS}/features/{{category}}/shard-{{shard}}.npz",
-        geodesics=f"{RESULTS}/geodesics/{{category}}/shard-{{shard}}.npz",
+        features=f"{RESULTS}/features/{{category}}/{{test_part}}.npz",
+        geodesics=f"{RESULTS}/geodesics/{{category}}/{{test_part}}.npz",
         prototypes=f"{RESULTS}/prototypes/{{category}}.npz",
     output:
-        predictions=f"{RESULTS}/predictions/{{category}}/shard-{{shard}}.json",
+        predictions=f"{RESULTS}/predictions/{{category}}/{{test_part}}.json",
     log:
-        f"logs/{RUN}/optimize/{{category}}-{{shard}}.log",
+        f"logs/{RUN}/optimize/{{category}}-{{test_part}}.log",
     conda:
         "../../envs/optimize.yaml"
     threads: 1

@@ -31,7 +31,8 @@ rule plot_curves:
 rule plot_keypoints:
     input:
         annotations=f"{ROOT}/annotations/{{category}}.json",
-        predictions=shard_files("predictions", "json"),
+        predictions=test_part_files("predictions", "json"),
+        points=test_point_clouds,
     output:
         picture=report(
             f"{RESULTS}/plots/keypoints/{{category}}.png",

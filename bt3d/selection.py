@@ -1,0 +1,138 @@
+"""Which shapes of a category a run uses, and how they are split into the workflow's parts.
+
+The few-shot split (:func:`bt3d.io.few_shot_split`) of a category's sample order gives the
+labelled shapes and the test shapes. The workflow computes them in parts: ``shots`` holds the
+labelled shapes, and test shape ``i`` belongs to ``shard-{i % shards}``. Prototypes therefore
+depend only on ``shots``, and a change to one test shape's files touches only its shard.
+The same function serves the Snakefile (to know each part's files before any job runs) and
+the rules' scripts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bt3d.errors import ConfigError, DataError
+from bt3d.integrity import describe_missing
+from bt3d.io import KeypointNetDataset, class_id_of, few_shot_split, read_sample_order
+
+SHOTS = "shots"
+MAX_LISTED = 5  # paths listed in a "files missing" message
+
+
+def part_names(shards: int) -> list[str]:
+    """``["shots", "shard-0", ..., "shard-{shards-1}"]``."""
+    return [SHOTS, *test_part_names(shards)]
+
+
+def test_part_names(shards: int) -> list[str]:
+    """The parts that hold test shapes: ``["shard-0", ...]``."""
+    return [f"shard-{k}" for k in range(shards)]
+
+
+@dataclass(frozen=True)
+class CategorySelection:
+    """The shapes of one category that a run uses.
+
+    ``labelled`` and ``test`` are model ids in sample order; ``missing`` lists the point
+    clouds and meshes of annotated shapes that do not exist (left out with
+    ``missing_shapes: skip``); ``order_file`` is the file whose order decided the split.
+    """
+
+    category: str
+    labelled: list[str]
+    test: list[str]
+    missing: list[Path]
+    order_file: str
+
+    @property
+    def skipped(self) -> int:
+        """Annotated shapes left out for lack of files (a shape's files share its id)."""
+        return len({p.stem for p in self.missing})
+
+    def part(self, name: str, shards: int) -> list[str]:
+        """Model ids of one part (see the module docstring)."""
+        if name == SHOTS:
+            return list(self.labelled)
+        if name not in test_part_names(shards):
+            raise ConfigError(f"unknown part {name!r}; expected one of {part_names(shards)}")
+        k = int(name.removeprefix("shard-"))
+        return [m for i, m in enumerate(self.test) if i % shards == k]
+
+
+def select_category(
+    dataset: KeypointNetDataset,
+    order_file: str | os.PathLike[str],
+    category: str,
+    selection: Mapping[str, Any],
+) -> CategorySelection:
+    """The few-shot split of a category, as the workflow's settings ask.
+
+    Args:
+        dataset: the KeypointNet-layout folder.
+        order_file: the sample-order CSV, or the category's annotation file (``.json``: its
+            record order is the order).
+        category: category name.
+        selection: ``shots``, ``offset``, ``max_test_shapes`` and ``missing_shapes``
+            (``skip`` leaves out annotated shapes whose files are absent, ``error`` refuses).
+
+    Raises:
+        DataError: files missing with ``missing_shapes: error``; too few shapes for the shots;
+            no test shape left. Each message names the files and the settings to change.
+    """
+    order_path = Path(order_file)
+    annotated = list(dataset.annotations(category))
+    missing = [p.relative_to(dataset.root) for p in dataset.missing_files([category])]
+    if missing and selection["missing_shapes"] == "error":
+        raise DataError(
+            f"{dataset.root}: dataset is incomplete for {category}: missing "
+            f"{describe_missing(missing, MAX_LISTED)}. Restore them (e.g. `dvc pull`), or set "
+            "dataset.missing_shapes: skip to leave those shapes out"
+        )
+    lacking = {p.stem for p in missing}
+    available = [m for m in annotated if m not in lacking]
+    if order_path.suffix == ".json":
+        order = dataset.annotation_order(category)
+    else:
+        order = read_sample_order(order_path)
+    files = " + ".join(dict.fromkeys([str(order_path), str(dataset.annotation_path(category))]))
+    skipped = f"; {len(lacking)} annotated shapes lack their files and were skipped" * bool(lacking)
+    shots, offset, max_test = (
+        selection["shots"],
+        selection["offset"],
+        selection["max_test_shapes"],
+    )
+    try:
+        labelled, test = few_shot_split(
+            order, class_id_of(category), shots, offset=offset, max_test=max_test,
+            available=available,
+        )  # fmt: skip
+    except DataError as exc:
+        if not str(exc).startswith("sample order:"):
+            raise
+        raise DataError(
+            f"{files}: {category}: {str(exc).removeprefix('sample order: ')} "
+            f"(dataset.shots / dataset.offset){skipped}"
+        ) from exc
+    if not test:
+        why = (
+            "dataset.max_test_shapes is 0"
+            if max_test == 0
+            else f"all usable shapes are taken by offset {offset} + shots {shots}; lower "
+            "dataset.shots or dataset.offset, or add shapes"
+        )
+        raise DataError(f"{files}: {category}: no test shape left: {why}{skipped}")
+    return CategorySelection(category, labelled, test, missing, str(order_path))
+
+
+def part_files(dataset: KeypointNetDataset, category: str, model_ids: list[str]) -> list[Path]:
+    """The point cloud and mesh of each shape, in that order: what a part's jobs read."""
+    return [
+        path
+        for m in model_ids
+        for path in (dataset.pcd_path(category, m), dataset.mesh_path(category, m))
+    ]
