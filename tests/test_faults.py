@@ -335,8 +335,8 @@ POINT_CLOUD_CASES = [
      "files: ShapeNetCore.v2.ply/03001627/{model}.ply"),
     ("keypoint index out of range",
      lambda w, m: edit_annotations(w / DATA / "annotations/chair.json", point_out_of_range(m)),
-     "[geodesics] DataError: {ann} record 2 (model {model}) keypoint 0: point_index 5000 out "
-     "of range for 2048 points"),
+     "[geodesics] DataError: {ann} record {record} (model {model}) keypoint 0: point_index "
+     "5000 out of range for 2048 points"),
     ("duplicate model id",
      lambda w, m: edit_annotations(w / DATA / "annotations/chair.json", lambda r: r + r[:1]),
      "DataError: {ann}: record 5: model"),
@@ -355,10 +355,10 @@ MESH_CASES = [
 ]  # fmt: skip
 
 
-def expected_text(template: str, model: str) -> str:
-    return template.format(
-        model=model, pcd=pcd(model), ply=ply(model), ann=DATA / "annotations" / "chair.json"
-    )
+def expected_text(template: str, model: str, done: Path) -> str:
+    ann = DATA / "annotations" / "chair.json"
+    record = [r["model_id"] for r in json.loads((done / ann).read_text())].index(model)
+    return template.format(model=model, pcd=pcd(model), ply=ply(model), ann=ann, record=record)
 
 
 @pytest.mark.parametrize(("name", "mutate", "message"), POINT_CLOUD_CASES,
@@ -369,7 +369,7 @@ def test_bad_point_cloud_or_annotation(data_copy: Path, done: Path, name, mutate
     strict = data_copy / "strict.yaml"  # config.yaml skips shapes without files; stop instead
     strict.write_text("dataset:\n  missing_shapes: error\n")
     failed = snakemake(data_copy, "--cores", "1", GEODESICS_TARGET, configs=(strict,), ok=False)
-    assert expected_text(message, model) in failed, failed[-2000:]
+    assert expected_text(message, model, done) in failed, failed[-2000:]
     assert not (data_copy / GEODESICS_TARGET).exists() and no_temporaries(data_copy) == []
 
 
@@ -381,7 +381,7 @@ def test_bad_mesh(run_copy: Path, done: Path, name, mutate, message) -> None:  #
     failed = snakemake(
         run_copy, "--cores", "1", "--forcerun", "features", "--", FEATURES_TARGET, ok=False
     )
-    assert expected_text(message, model) in failed, failed[-2000:]
+    assert expected_text(message, model, done) in failed, failed[-2000:]
     features = (run_copy / FEATURES_TARGET).read_bytes()  # never recomputed from the bad mesh
     assert features == (done / FEATURES_TARGET).read_bytes() and no_temporaries(run_copy) == []
 
@@ -412,9 +412,14 @@ def test_bad_backbone(run_copy: Path, name, override, message) -> None:  # noqa:
     write_checkpoint(run_copy)
     config = run_copy / "backbone.yaml"
     config.write_text(override)
+    before = (run_copy / FEATURES_TARGET).read_bytes()
     failed = snakemake(run_copy, "--cores", "1", FEATURES_TARGET, configs=(config,), ok=False)
     assert message in failed, failed[-2000:]
-    assert not (run_copy / FEATURES_TARGET).exists() and no_temporaries(run_copy) == []
+    if message.startswith("[features]"):  # the job ran and failed: its output is gone
+        assert not (run_copy / FEATURES_TARGET).exists()
+    else:  # stopped at start: no output changed
+        assert (run_copy / FEATURES_TARGET).read_bytes() == before
+    assert no_temporaries(run_copy) == []
 
 
 def test_category_missing_from_dataset_fails_before_any_job(data_copy: Path) -> None:
