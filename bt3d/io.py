@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from bt3d.atomic import write_bytes_atomic
 from bt3d.errors import ConfigError, DataError
 from bt3d.structures import Mesh, ShapeAnnotation
 
@@ -96,14 +97,6 @@ def _read_json(path: Path) -> Any:
         ) from None
     except RecursionError:
         raise DataError(f"{path}: JSON nested too deeply") from None
-
-
-def _atomic_write(path: str | Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def _token_counts(text: str, n_lines: int) -> np.ndarray:
@@ -259,7 +252,7 @@ def write_pcd(path: str | Path, points: np.ndarray, colors: np.ndarray | None = 
         f"{x:.6f} {y:.6f} {z:.6f} {int(k)}\n"
         for (x, y, z), k in zip(p.tolist(), packed.tolist(), strict=True)
     )
-    _atomic_write(path, (head + rows).encode())
+    write_bytes_atomic(path, (head + rows).encode())
 
 
 # --------------------------------------------------------------------------------------- PLY
@@ -623,12 +616,12 @@ def write_ply(path: str | Path, mesh: Mesh, fmt: str = "ascii") -> None:
         vfmt = " ".join("%.9g" if t == "f4" else "%d" for _, t in fields)
         body = "".join(vfmt % row + "\n" for row in zip(*(c.tolist() for c in vcols), strict=True))
         body += "".join(f"3 {a} {b} {c}\n" for a, b, c in mesh.faces.tolist())
-        _atomic_write(path, head + body.encode())
+        write_bytes_atomic(path, head + body.encode())
         return
     faces = np.empty(len(mesh.faces), np.dtype([("k", "u1"), ("idx", order + "i4", (3,))]))
     faces["k"] = 3
     faces["idx"] = mesh.faces
-    _atomic_write(path, head + vertex.tobytes() + faces.tobytes())
+    write_bytes_atomic(path, head + vertex.tobytes() + faces.tobytes())
 
 
 # ------------------------------------------------------------------------------ annotations
@@ -763,7 +756,7 @@ def write_annotations(
                 "symmetries": ann.symmetries,
             }
         )
-    _atomic_write(path, json.dumps(records).encode())
+    write_bytes_atomic(path, json.dumps(records).encode())
 
 
 def validate_annotation(
@@ -823,7 +816,7 @@ def read_sample_order(path: str | Path) -> list[tuple[str, str]]:
 def write_sample_order(path: str | Path, order: Iterable[tuple[str, str]]) -> None:
     """Write (class_id, model_id) rows as ``class_id,mesh_id`` CSV."""
     body = "".join(f"{c},{m}\n" for c, m in order)
-    _atomic_write(path, ("class_id,mesh_id\n" + body).encode())
+    write_bytes_atomic(path, ("class_id,mesh_id\n" + body).encode())
 
 
 def few_shot_split(
