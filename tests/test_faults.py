@@ -488,3 +488,32 @@ def test_fewer_labelled_shapes_than_shots(data_copy: Path) -> None:
         "fewer than offset 0 + shots 6 (dataset.shots / dataset.offset)" in failed
     )
     assert not (data_copy / GEODESICS_TARGET).exists()
+
+
+def test_yaml_syntax_error_in_config_names_file_and_line(tmp_path: Path) -> None:
+    # Snakemake's own message for a bad config.yaml ("Config file is not valid JSON or YAML")
+    # names neither; the workflow checks config.yaml's syntax before loading it.
+    copy = tmp_path / "repo"
+    copy.mkdir()
+    for name in ("Snakefile", "config.yaml", "workflow", "scripts"):
+        (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, copy / name)
+    config = copy / "config.yaml"
+    lines = config.read_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("run:"))
+    lines[row] = lines[row].replace("run: ", "run: [", 1)
+    config.write_text("\n".join(lines) + "\n")
+    result = subprocess.run(
+        [SNAKEMAKE, "-n", "--snakefile", str(copy / "Snakefile"), "--directory", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    following = next(i for i in range(row + 1, len(lines)) if lines[i].strip()) + 1
+    assert (
+        f"{config}:{following}: YAML syntax error: expected ',' or ']', but got '<scalar>' "
+        f"(while parsing a flow sequence that starts at line {row + 1})\n" in out
+    ), out[-2000:]
+    assert not (tmp_path / "results").exists()
