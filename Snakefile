@@ -9,10 +9,8 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-# The defaults beside this Snakefile; `--configfile other.yaml` overrides any key.
-configfile: os.path.join(workflow.basedir, "config.yaml")
-
-
+# config.smk loads the defaults beside this Snakefile (config.yaml, a YAML syntax error named
+# by file and line), then validates them with any `--configfile other.yaml` overrides.
 include: "workflow/rules/config.smk"
 
 

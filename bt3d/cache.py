@@ -10,6 +10,14 @@ An ``.npz`` artifact holds its arrays plus one extra entry, ``__header__``: a JS
 it with what the caller expects and raises :class:`bt3d.errors.CacheError` naming the file
 and the field on a mismatch, and on truncated or corrupt files.
 
+Every artifact is sealed: its header's ``checksum`` is the sha256 of its content
+(:func:`seal` on write, :func:`check` on every read and in ``bt3d verify``). For an ``.npz``
+the content is every array's name, dtype, shape and bytes in sorted name order; for a JSON
+artifact (:func:`save_json_atomic` / :func:`load_json_artifact`: predictions, metrics, the
+run manifest) it is the canonical JSON (sorted keys, no spaces) of the document without its
+``header``. A flipped digit anywhere in the content is thus a :class:`CacheError`, not a
+silently different table.
+
 Geodesic matrices are stored as float16 (:func:`encode_geodesic` /
 :func:`decode_geodesic`): normalised distances lie in ``[0, 1]``, where float16 has a
 relative error of at most ``2**-11 ~ 4.9e-4`` (absolute error <= 2.5e-4 anywhere in
@@ -21,70 +29,26 @@ their float64 maximum, so the same precision holds relative to the shape's diame
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 import bt3d
+from bt3d.atomic import atomic_write
 from bt3d.errors import CacheError
 
-FORMAT_VERSION = 1
+# 2: every artifact's header carries a content checksum (``seal``/``check``)
+FORMAT_VERSION = 2
 HEADER_KEY = "__header__"
+CHECKSUM_KEY = "checksum"
 GEODESIC_DTYPE = np.float16
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary file beside ``path``; on success fsync it and rename it to ``path``.
-
-    Creates the parent folder. On any exception inside the ``with`` block the temporary
-    file is removed, ``path`` is left untouched, and the exception propagates.
-
-    Args:
-        path: destination file.
-        mode: ``"wb"`` (default) or ``"w"`` for text (UTF-8).
-    """
-    if mode not in ("wb", "w"):
-        raise ValueError(f"atomic_write: mode must be 'wb' or 'w', got {mode!r}")
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        kwargs: dict[str, Any] = {} if mode == "wb" else {"encoding": "utf-8"}
-        with os.fdopen(fd, mode, **kwargs) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    _fsync_dir(dest.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist a rename on POSIX file systems (a no-op where folders cannot be opened)."""
-    try:
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 def config_hash(config: Mapping[str, Any], length: int = 12) -> str:
@@ -111,20 +75,84 @@ def make_header(**fields: Any) -> dict[str, Any]:
     return {"format_version": FORMAT_VERSION, "bt3d_version": bt3d.__version__, **fields}
 
 
+def _arrays_digest(arrays: Mapping[str, np.ndarray]) -> str:
+    """sha256 over each array's name, dtype, shape and C-order bytes, in sorted name order."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        value = np.asarray(arrays[name])
+        frame = json.dumps([name, value.dtype.str, list(value.shape), value.nbytes])
+        digest.update(frame.encode("utf-8") + b"\n")
+        digest.update(np.ascontiguousarray(value).reshape(-1).view(np.uint8))  # no copy
+    return "sha256:" + digest.hexdigest()
+
+
+def _json_digest(body: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON (sorted keys, no spaces) of ``body``.
+
+    ``body`` goes through a JSON round trip first, so that numpy values, tuples and integer
+    keys hash as they read back.
+    """
+    plain = json.loads(json.dumps(body, default=_json_default))
+    text = json.dumps(plain, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _digest(arrays: Mapping[str, np.ndarray] | None, body: Mapping[str, Any] | None) -> str:
+    if (arrays is None) == (body is None):
+        raise TypeError("give exactly one of arrays= (an .npz) or body= (a JSON document)")
+    return _arrays_digest(arrays) if arrays is not None else _json_digest(body or {})
+
+
+def seal(
+    header: Mapping[str, Any],
+    *,
+    arrays: Mapping[str, np.ndarray] | None = None,
+    body: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``header`` plus the ``checksum`` of the artifact's content (replacing any old one).
+
+    Args:
+        header: the artifact's header fields.
+        arrays: an ``.npz`` artifact's arrays (without the header), or
+        body: a JSON artifact's document without its ``header`` key.
+    """
+    return {**dict(header), CHECKSUM_KEY: _digest(arrays, body)}
+
+
+def check(
+    src: str | os.PathLike[str],
+    header: Mapping[str, Any],
+    *,
+    arrays: Mapping[str, np.ndarray] | None = None,
+    body: Mapping[str, Any] | None = None,
+) -> None:
+    """Raise :class:`CacheError` naming ``src`` unless the content matches ``header``'s
+    checksum (see :func:`seal`)."""
+    want = header.get(CHECKSUM_KEY)
+    if not isinstance(want, str):
+        raise CacheError(f"{src}: header has no content checksum; not a sealed bt3d artifact")
+    got = _digest(arrays, body)
+    if got != want:
+        raise CacheError(
+            f"{src}: content does not match its checksum ({got[:19]}..., header says "
+            f"{want[:19]}...): altered or corrupted after it was written; delete it to recompute"
+        )
+
+
 def save_arrays(
     path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]
 ) -> Path:
     """Write ``arrays`` and a JSON ``header`` to an uncompressed ``.npz``, atomically.
 
-    ``format_version`` and ``bt3d_version`` are added to the header when absent.
-    Returns the destination path.
+    ``format_version`` and ``bt3d_version`` are added to the header when absent, and the
+    content ``checksum`` (:func:`seal`) always. Returns the destination path.
     """
     dest = Path(path)
     if HEADER_KEY in arrays:
         raise CacheError(f"{dest}: array name {HEADER_KEY!r} is reserved for the header")
-    full = {**make_header(), **dict(header)}
-    text = json.dumps(full, sort_keys=True, default=_json_default)
     payload = {name: np.asarray(value) for name, value in arrays.items()}
+    full = seal({**make_header(), **dict(header)}, arrays=payload)
+    text = json.dumps(full, sort_keys=True, default=_json_default)
     payload[HEADER_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     with atomic_write(dest) as handle:
         np.savez(handle, **payload)
@@ -139,13 +167,14 @@ def load_arrays(
     Args:
         path: the file.
         expected: header fields that must match exactly (e.g. ``config_hash``, ``backbone``,
-            ``model_id``); ``format_version`` is always checked.
+            ``model_id``); ``format_version`` and the content checksum are always checked.
 
     Returns:
         ``(arrays, header)``: every array loaded into memory, and the header dict.
 
     Raises:
-        CacheError: file missing, truncated or corrupt; no header; a field differs.
+        CacheError: file missing, truncated or corrupt; no header; content differs from its
+            checksum; a field differs.
     """
     src = Path(path)
     if not src.is_file():
@@ -166,7 +195,9 @@ def load_arrays(
         raise CacheError(f"{src}: header is not valid JSON ({exc})") from exc
     if not isinstance(header, dict):
         raise CacheError(f"{src}: header must be a JSON object, got {type(header).__name__}")
-    check_header(src, header, {"format_version": FORMAT_VERSION, **dict(expected or {})})
+    check_header(src, header, {"format_version": FORMAT_VERSION})
+    check(src, header, arrays=arrays)
+    check_header(src, header, dict(expected or {}))
     return arrays, header
 
 
@@ -233,10 +264,19 @@ def load_geodesics(
     return normalised * float(arrays["geodesic_scale"]), normalised, header
 
 
-def save_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
-    """Write ``data`` as indented JSON (numpy arrays/scalars converted), atomically."""
+def save_json_atomic(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
+    """Write the JSON artifact ``data`` (numpy arrays/scalars converted), sealed, atomically.
+
+    The written document is ``{"header": ..., **body}``: ``data``'s own ``header`` (if any)
+    completed by :func:`make_header` and the body's ``checksum`` (:func:`seal`); read it back
+    with :func:`load_json_artifact`.
+    """
     dest = Path(path)
-    text = json.dumps(data, indent=1, sort_keys=False, default=_json_default)
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{dest}: a JSON artifact must be an object, got {type(data).__name__}")
+    body = {key: value for key, value in data.items() if key != "header"}
+    header = seal({**make_header(), **dict(data.get("header") or {})}, body=body)
+    text = json.dumps({"header": header, **body}, indent=1, default=_json_default)
     with atomic_write(dest, mode="w") as handle:
         handle.write(text + "\n")
     return dest
@@ -257,13 +297,38 @@ def load_json(path: str | os.PathLike[str]) -> Any:
         raise CacheError(f"{src}: malformed JSON at line {exc.lineno}: {exc.msg}") from exc
 
 
+def load_json_artifact(
+    path: str | os.PathLike[str], expected: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Read a JSON artifact written by :func:`save_json_atomic` and check it.
+
+    Checks, in order: valid JSON object with a ``header``, the current ``format_version``,
+    the content checksum (:func:`check`), then the ``expected`` header fields.
+
+    Returns:
+        the whole document, ``header`` included.
+
+    Raises:
+        CacheError: naming the file and the problem.
+    """
+    src = Path(path)
+    data = load_json(src)
+    header = data.get("header") if isinstance(data, dict) else None
+    if not isinstance(header, dict):
+        raise CacheError(f"{src}: JSON artifact without a header")
+    check_header(src, header, {"format_version": FORMAT_VERSION})
+    check(src, header, body={key: value for key, value in data.items() if key != "header"})
+    check_header(src, header, dict(expected or {}))
+    return data
+
+
 def verify_artifact(path: str | os.PathLike[str]) -> str | None:
     """The problem of one run artifact, or None when it reads back cleanly.
 
-    ``.npz``: a zip with a ``__header__`` (prototypes: their own ``format_version``) of the
-    current format; ``.json``: valid JSON, predictions with a ``header`` of the current
-    format. Only self-consistency is checked: whether the settings match a config is the
-    consuming rule's check.
+    ``.npz``: a zip with a ``__header__`` of the current format whose content matches its
+    checksum (prototypes: also every field they need); ``.json``: a sealed JSON artifact of
+    the current format. Only self-consistency is checked: whether the settings match a config
+    is the consuming rule's check.
     """
     src = Path(path)
     try:
@@ -274,12 +339,7 @@ def verify_artifact(path: str | os.PathLike[str]) -> str | None:
         elif src.suffix == ".npz":
             load_arrays(src)
         elif src.suffix == ".json":
-            data = load_json(src)
-            if src.parent.parent.name == "predictions":
-                header = data.get("header") if isinstance(data, dict) else None
-                if not isinstance(header, dict):
-                    raise CacheError(f"{src}: predictions without a header")
-                check_header(src, header, {"format_version": FORMAT_VERSION})
+            load_json_artifact(src)
     except CacheError as exc:
         return str(exc)
     return None

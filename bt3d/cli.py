@@ -30,13 +30,15 @@ Few-shot keypoints on your own shapes, without the Snakemake workflow:
 3. ``bt3d predict`` with those prototypes on the other shapes' features files (it refuses
    features of another backbone or layer than the prototypes).
 
-Errors raised on purpose by bt3d (:class:`bt3d.errors.Bt3dError`) print one line
-``bt3d: error: ...`` to stderr and exit with code 2.
+Errors raised on purpose by bt3d (:class:`bt3d.errors.Bt3dError`) and file-system errors
+print one line ``bt3d: error: ...`` to stderr and exit with code 2; an output that cannot be
+written is reported so before any work.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -462,14 +464,43 @@ COMMANDS = {
 }
 
 
+def _check_output(path: Path, is_folder: bool = False) -> None:
+    """ConfigError naming ``path`` unless it can be written: the output file (or, with
+    ``is_folder``, folder) is not of the other kind, and its folder exists and is writable or
+    can be created (its nearest existing ancestor is a writable folder). Creates nothing."""
+    if path.exists() and path.is_dir() != is_folder:
+        kind = "a folder; give a file name" if path.is_dir() else "a file; give a folder"
+        raise ConfigError(f"{path}: cannot write the output: it is {kind}")
+    probe = path if is_folder else path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{path}: cannot write the output: {probe} is not a folder")
+    effective = os.access in os.supports_effective_ids
+    if not os.access(probe, os.W_OK | os.X_OK, effective_ids=effective):
+        raise ConfigError(f"{path}: cannot write the output: folder {probe} is not writable")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``bt3d``; returns the exit code (0, or 2 for bt3d errors)."""
+    """Entry point of ``bt3d``; returns the exit code (0, or 2 for bt3d errors).
+
+    The output (``-o``, or the dataset folder of ``synthetic``) is checked first, before
+    any work: an unwritable one is one line naming it.
+    """
     args = _parser().parse_args(argv)
     try:
+        if getattr(args, "output", None) is not None:
+            _check_output(args.output)
+        if args.command == "synthetic":
+            _check_output(args.out, is_folder=True)
         return COMMANDS[args.command](args)
     except Bt3dError as exc:
         message = " ".join(str(exc).split())
         print(f"bt3d: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:  # e.g. the disk filled up while writing
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"bt3d: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_ERROR
 
 

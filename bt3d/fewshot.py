@@ -18,10 +18,7 @@ Pairs that never occur together keep a target distance of 0, which the optimiser
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +26,18 @@ from typing import Any
 
 import numpy as np
 
+from bt3d.cache import load_arrays, save_arrays
 from bt3d.errors import CacheError, ConfigError, DataError
 
 REDUCTIONS = ("mean", "sum")
-_FORMAT_VERSION = 1
+_PROTOTYPE_ARRAYS = (
+    "semantic_ids",
+    "features",
+    "target_distances",
+    "pair_counts",
+    "shot_ids",
+    "reduction",
+)
 
 
 @dataclass(frozen=True)
@@ -80,48 +85,29 @@ class KeypointPrototypes:
         return len(self.semantic_ids)
 
     def save(self, path: str | os.PathLike, header: Mapping[str, Any] | None = None) -> Path:
-        """Write the prototypes to ``path`` (``.npz``) atomically (temp file, then rename).
+        """Write the prototypes to ``path`` (``.npz``) atomically and sealed.
 
-        ``header`` (JSON-serialisable) is stored too and checked by :meth:`load`.
+        ``header`` (JSON-serialisable) is stored too and checked by :meth:`load`; the file
+        is a :func:`bt3d.cache.save_arrays` artifact (format version, content checksum).
         """
-        path = Path(path)
-        text = json.dumps(dict(header or {}), sort_keys=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(
-                    fh,
-                    format_version=np.int64(_FORMAT_VERSION),
-                    semantic_ids=self.semantic_ids,
-                    features=self.features,
-                    target_distances=self.target_distances,
-                    pair_counts=self.pair_counts,
-                    shot_ids=np.asarray(self.shot_ids, dtype=str),
-                    reduction=np.asarray(self.reduction),
-                    __header__=np.frombuffer(text.encode("utf-8"), dtype=np.uint8),
-                )
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        arrays = {
+            "semantic_ids": np.asarray(self.semantic_ids),
+            "features": np.asarray(self.features),
+            "target_distances": np.asarray(self.target_distances),
+            "pair_counts": np.asarray(self.pair_counts),
+            "shot_ids": np.asarray(self.shot_ids, dtype=str),
+            "reduction": np.asarray(self.reduction),
+        }
+        return save_arrays(path, arrays, dict(header or {}))
 
     @staticmethod
     def read_header(path: str | os.PathLike) -> dict[str, Any]:
-        """The header stored by :meth:`save` (``{}`` when the file has none).
+        """The header stored by :meth:`save` (the file checked as by :meth:`load`).
 
         Raises:
-            CacheError: the file is missing or not a readable npz.
+            CacheError: the file is missing, not a readable npz, stale or altered.
         """
-        path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                if "__header__" not in data.files:
-                    return {}
-                return json.loads(data["__header__"].tobytes().decode("utf-8"))
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise CacheError(f"{path}: cannot read keypoint prototypes: {exc}") from exc
+        return load_arrays(path)[1]
 
     @classmethod
     def load(
@@ -130,36 +116,21 @@ class KeypointPrototypes:
         """Read prototypes written by :meth:`save`; ``expected`` header fields must match.
 
         Raises:
-            CacheError: the file is missing, truncated, not an npz, lacks a field, or its
-                header differs from ``expected``.
+            CacheError: the file is missing, truncated, not an npz, stale, altered since it
+                was written (checksum), lacks a field, or its header differs from ``expected``.
         """
-        from bt3d.cache import check_header
-
-        path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                version = int(data["format_version"])
-                if version != _FORMAT_VERSION:
-                    raise CacheError(
-                        f"{path}: prototype format version {version}, expected {_FORMAT_VERSION}"
-                    )
-                if expected:
-                    if "__header__" not in data.files:
-                        raise CacheError(f"{path}: prototypes have no header")
-                    header = json.loads(data["__header__"].tobytes().decode("utf-8"))
-                    check_header(path, header, expected)
-                return cls(
-                    semantic_ids=data["semantic_ids"].astype(np.int64),
-                    features=data["features"].astype(np.float32),
-                    target_distances=data["target_distances"].astype(np.float64),
-                    pair_counts=data["pair_counts"].astype(np.int64),
-                    shot_ids=[str(s) for s in data["shot_ids"]],
-                    reduction=str(data["reduction"]),
-                )
-        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            if isinstance(exc, DataError):
-                raise
-            raise CacheError(f"{path}: cannot read keypoint prototypes: {exc}") from exc
+        arrays, _ = load_arrays(path, expected)
+        lacking = [name for name in _PROTOTYPE_ARRAYS if name not in arrays]
+        if lacking:
+            raise CacheError(f"{path}: cannot read keypoint prototypes: no arrays {lacking}")
+        return cls(
+            semantic_ids=arrays["semantic_ids"].astype(np.int64),
+            features=arrays["features"].astype(np.float32),
+            target_distances=arrays["target_distances"].astype(np.float64),
+            pair_counts=arrays["pair_counts"].astype(np.int64),
+            shot_ids=[str(s) for s in arrays["shot_ids"]],
+            reduction=str(arrays["reduction"]),
+        )
 
 
 def _checked(shape: LabelledShape, channels: int | None) -> tuple[np.ndarray, ...]:

@@ -11,17 +11,18 @@ annotated shapes were skipped for lack of files, or whose split follows its anno
 the whole config, the seeds and the predictions' config hash.
 """
 
-from _common import REPO, run
+from _common import REPO, rebuild_on_error, run
 
 
 def main(snakemake) -> None:
     import pandas as pd
 
-    from bt3d.cache import atomic_write, load_json, save_json_atomic
+    from bt3d.cache import atomic_write, load_json_artifact, save_json_atomic
 
     rows, pck, base, per_kp, notes = [], [], [], [], []
     for path in snakemake.input.metrics:
-        m = load_json(path)
+        with rebuild_on_error(path):
+            m = load_json_artifact(path)
         if m.get("unseen_keypoints"):
             notes.append(
                 f"Note: {m['category']}: {m['unseen_keypoints']} of "

@@ -19,7 +19,7 @@ from _common import (
 def main(snakemake) -> None:
     import numpy as np
 
-    from bt3d.cache import check_header, load_json, save_json_atomic
+    from bt3d.cache import load_json_artifact, save_json_atomic
     from bt3d.errors import DataError
     from bt3d.io import KeypointNetDataset, read_annotations
     from bt3d.metrics import evaluate_category, per_keypoint_pck, random_baseline_indices
@@ -39,12 +39,11 @@ def main(snakemake) -> None:
     predictions, known = [], set()
     for path in snakemake.input.predictions:
         with rebuild_on_error(path):
-            content = load_json(path)
-            check_header(
-                path,
-                content.get("header", {}) if isinstance(content, dict) else {},
-                expected_header(snakemake, "predictions", part=part_of(path)),
+            content = load_json_artifact(
+                path, expected_header(snakemake, "predictions", part=part_of(path))
             )
+            for prediction in content["predictions"]:
+                check_prediction(path, prediction, geodesics)
         predictions += content["predictions"]
         known.update(int(k) for k in content["known_semantic_ids"])
     if not predictions:
@@ -105,6 +104,33 @@ def main(snakemake) -> None:
         },
     )
     print(f"{category}: {len(model_ids)} test shapes, mIoU@0.1 = {method['miou'].iloc[-1]:.3f}")
+
+
+def check_prediction(path: str, prediction, geodesics: dict) -> None:
+    """CacheError naming ``path`` and the model unless ``prediction`` holds integer point
+    indices, one per semantic id, each in [0, N) for the shape's N points."""
+    from bt3d.errors import CacheError
+
+    if not isinstance(prediction, dict) or "model_id" not in prediction:
+        raise CacheError(f"{path}: a prediction without a model_id: {str(prediction)[:80]}")
+    where = f"{path}: model {prediction['model_id']}"
+    indices, semantic_ids = prediction.get("indices"), prediction.get("semantic_ids")
+    for name, values in (("indices", indices), ("semantic_ids", semantic_ids)):
+        if not isinstance(values, list) or not all(_is_int(v) for v in values):
+            raise CacheError(f"{where}: {name} must be a list of integers, got {str(values)[:80]}")
+    if len(indices) != len(semantic_ids):
+        raise CacheError(
+            f"{where}: {len(indices)} point indices for {len(semantic_ids)} semantic ids"
+        )
+    if prediction["model_id"] in geodesics:
+        n_points = len(geodesics[prediction["model_id"]])
+        bad = [i for i in indices if not 0 <= i < n_points]
+        if bad:
+            raise CacheError(f"{where}: point index {bad[0]} out of range for {n_points} points")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def unseen_keypoints(truths, known: set[int]) -> dict:

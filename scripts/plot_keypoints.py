@@ -1,19 +1,20 @@
 """Rule ``plot_keypoints``: predicted vs ground-truth keypoints on a category's first test shape."""
 
-from _common import dataset_root, run
+from _common import dataset_root, rebuild_on_error, run
 
 
 def main(snakemake) -> None:
-    from bt3d.cache import load_json
+    from bt3d.cache import load_json_artifact
     from bt3d.errors import DataError
     from bt3d.io import KeypointNetDataset
     from bt3d.plots import plot_keypoints, save_figure
 
     category = snakemake.wildcards.category
     dataset = KeypointNetDataset(dataset_root(snakemake.input.annotations))
-    predictions = [
-        p for path in snakemake.input.predictions for p in load_json(path)["predictions"]
-    ]
+    predictions = []
+    for path in snakemake.input.predictions:
+        with rebuild_on_error(path):
+            predictions += load_json_artifact(path)["predictions"]
     if not predictions:
         raise DataError(f"{category}: no predictions to draw")
     pred = min(predictions, key=lambda p: p["model_id"])

@@ -17,6 +17,7 @@ from bt3d.cache import (
     load_arrays,
     load_geodesics,
     load_json,
+    load_json_artifact,
     save_arrays,
     save_geodesics,
     save_json_atomic,
@@ -139,7 +140,9 @@ def test_json_round_trip_and_errors(tmp_path: Path) -> None:
     path = tmp_path / "pred" / "chair.json"
     data = {"m0": {"indices": np.array([3, 1]), "confidence": np.float32(0.5)}}
     save_json_atomic(path, data)
-    assert load_json(path) == {"m0": {"indices": [3, 1], "confidence": 0.5}}
+    back = load_json_artifact(path)
+    assert back.pop("header")["format_version"] == FORMAT_VERSION
+    assert back == {"m0": {"indices": [3, 1], "confidence": 0.5}}
     path.write_text('{"m0": [1, 2')
     with pytest.raises(CacheError, match=r"chair\.json.*malformed JSON"):
         load_json(path)

@@ -131,6 +131,81 @@ def test_corrupt_features_file_exits_2(tmp_path: Path, capsys) -> None:
     assert "bad.npz" in err and "corrupt" in err
 
 
+def _outputs_under(folder: Path) -> list[list[str]]:
+    """Every bt3d command with an output, writing under ``folder``; their inputs do not
+    exist, so an error about the output shows that it was checked before any work."""
+    absent = folder.parent / "absent"
+    return [
+        ["features", str(absent / "m.ply"), "-o", str(folder / "sub" / "f.npz"), *FAST],
+        ["prototypes", str(absent / "f.npz"), "--annotations", str(absent / "a.json"),
+         "-o", str(folder / "p.npz")],
+        ["predict", "--prototypes", str(absent / "p.npz"), str(absent / "f.npz"),
+         "-o", str(folder / "sub" / "o.json")],
+        ["synthetic", str(folder / "syn"), "--shapes", "1"],
+    ]  # fmt: skip
+
+
+def test_output_under_a_file_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, not a folder\n")
+    for args in _outputs_under(blocker):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        out = args[args.index("-o") + 1] if "-o" in args else args[1]
+        assert err == (
+            f"bt3d: error: {out}: cannot write the output: {blocker} is not a folder\n"
+        ), args
+    assert blocker.read_text() == "a file, not a folder\n"
+    assert main(["predict", "--prototypes", "p", "f", "-o", str(tmp_path)]) == 2
+    assert "it is a folder; give a file name" in capsys.readouterr().err
+
+
+DROP_PRIVILEGES = """
+import os, sys
+import bt3d.cli
+bt3d.cli._parser().parse_args(sys.argv[1:])  # argparse's lazy imports, while readable
+if os.geteuid() == 0:  # root writes anywhere: check as an ordinary user
+    os.setgid(65534)
+    os.setuid(65534)
+sys.exit(bt3d.cli.main(sys.argv[1:]))
+"""
+
+
+def test_unwritable_output_folder_is_one_line_exit_2(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="bt3d-ro-"))  # traversable by any user
+    try:
+        base.chmod(0o755)
+        readonly = base / "shared"
+        readonly.mkdir(mode=0o555)
+        readonly.chmod(0o555)
+        for args in _outputs_under(readonly):
+            run = subprocess.run(
+                [sys.executable, "-c", DROP_PRIVILEGES, *args],
+                capture_output=True,
+                text=True,
+                cwd=base,
+                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+            )
+            out = args[args.index("-o") + 1] if "-o" in args else args[1]
+            assert run.returncode == 2, run.stderr[-2000:]
+            assert run.stderr == (
+                f"bt3d: error: {out}: cannot write the output: folder {readonly} is not writable\n"
+            )
+        assert list(readonly.iterdir()) == []
+    finally:
+        readonly.chmod(0o755)
+        import shutil
+
+        shutil.rmtree(base)
+
+
 def test_synthetic_writes_a_dataset(tmp_path: Path) -> None:
     out = tmp_path / "syn"
     assert main(["synthetic", str(out), "--categories", "chair", "--shapes", "2"]) == 0

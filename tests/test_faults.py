@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from bt3d.cache import load_arrays, save_arrays
+from bt3d.cache import load_arrays, save_arrays, save_json_atomic
 from bt3d.io import read_pcd, write_pcd
 
 REPO = Path(__file__).resolve().parents[1]
@@ -270,6 +270,56 @@ def test_verify_command_finds_and_deletes_corrupt_artifacts(run_copy: Path) -> N
     assert planned(run_copy).get("features") == 1
 
 
+PREDICTIONS = RESULTS / "predictions" / "chair" / "shard-1.json"
+METRICS_TARGET = str(RESULTS / "metrics" / "chair.json")
+
+
+def edit_first_index(path: Path, change, reseal: bool) -> tuple[str, int]:  # noqa: ANN001
+    """Set the first predicted point index of ``path`` to ``change(index)``, keeping the file's
+    layout (a hand edit) or writing it through the sealing writer (``reseal``: an artifact
+    consistent in itself but wrong). Returns the model id and the new index."""
+    content = json.loads(path.read_text())
+    first = content["predictions"][0]
+    first["indices"][0] = change(first["indices"][0])
+    if reseal:
+        save_json_atomic(path, content)
+    else:
+        path.write_text(json.dumps(content, indent=1) + "\n")
+    return first["model_id"], first["indices"][0]
+
+
+def test_flipped_digit_in_predictions_is_caught_by_verify_and_evaluation(
+    run_copy: Path, done: Path
+) -> None:
+    edit_first_index(run_copy / PREDICTIONS, lambda i: i + 1 if i % 10 < 9 else i - 1, False)
+    verify = [sys.executable, "-m", "bt3d.cli", "verify", str(run_copy / RESULTS)]
+    found = subprocess.run(verify, capture_output=True, text=True, cwd=REPO)
+    assert found.returncode == 1
+    assert f"bad: {run_copy / PREDICTIONS}: content does not match its checksum" in found.stdout
+    failed = snakemake(run_copy, "--cores", "1", METRICS_TARGET, ok=False)
+    assert f"[evaluate] CacheError: {PREDICTIONS}: content does not match its checksum" in failed
+    assert f"deleted {PREDICTIONS} and " in failed
+    assert not (run_copy / PREDICTIONS).exists()
+    assert not (run_copy / RESULTS / "tables" / "miou.csv").exists()  # no stale table left
+    plan = planned(run_copy)
+    assert plan.get("optimize") == 1 and plan.get("evaluate") == 1 and "features" not in plan
+    snakemake(run_copy, "--cores", "2")
+    for table in ("miou.csv", "pck.csv", "per_keypoint.csv", "baseline.csv"):
+        after = (run_copy / RESULTS / "tables" / table).read_bytes()
+        assert after == (done / RESULTS / "tables" / table).read_bytes(), table
+
+
+def test_prediction_index_out_of_range_names_file_and_model(run_copy: Path) -> None:
+    model, _ = edit_first_index(run_copy / PREDICTIONS, lambda i: 5000, True)
+    failed = snakemake(run_copy, "--cores", "1", METRICS_TARGET, ok=False)
+    assert (
+        f"[evaluate] CacheError: {PREDICTIONS}: model {model}: point index 5000 out of range "
+        f"for 2048 points; deleted {PREDICTIONS} and " in failed
+    ), failed[-2000:]
+    assert not (run_copy / PREDICTIONS).exists()
+    assert not (run_copy / RESULTS / "tables" / "miou.csv").exists()
+
+
 # ------------------------------------------------------------------------ bad inputs
 
 
@@ -489,3 +539,32 @@ def test_replaced_shape_reruns_exactly_its_part(run_copy: Path, done: Path, tmp_
     for table in ("miou.csv", "pck.csv", "per_keypoint.csv", "baseline.csv"):
         after = (run_copy / RESULTS / "tables" / table).read_bytes()
         assert after == (clean / RESULTS / "tables" / table).read_bytes(), table
+
+
+def test_yaml_syntax_error_in_config_names_file_and_line(tmp_path: Path) -> None:
+    # Snakemake's own message for a bad config.yaml ("Config file is not valid JSON or YAML")
+    # names neither; the workflow checks config.yaml's syntax before loading it.
+    copy = tmp_path / "repo"
+    copy.mkdir()
+    for name in ("Snakefile", "config.yaml", "workflow", "scripts"):
+        (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, copy / name)
+    config = copy / "config.yaml"
+    lines = config.read_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("run:"))
+    lines[row] = lines[row].replace("run: ", "run: [", 1)
+    config.write_text("\n".join(lines) + "\n")
+    result = subprocess.run(
+        [SNAKEMAKE, "-n", "--snakefile", str(copy / "Snakefile"), "--directory", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    following = next(i for i in range(row + 1, len(lines)) if lines[i].strip()) + 1
+    assert (
+        f"{config}:{following}: YAML syntax error: expected ',' or ']', but got '<scalar>' "
+        f"(while parsing a flow sequence that starts at line {row + 1})\n" in out
+    ), out[-2000:]
+    assert not (tmp_path / "results").exists()

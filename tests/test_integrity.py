@@ -62,9 +62,7 @@ def test_describe_missing_lists_the_first_paths_and_the_count() -> None:
 def run_folder(tmp_path: Path) -> Path:
     root = tmp_path / "results" / "run"
     save_arrays(root / "features" / "chair" / "shard-0.npz", {"x": np.ones(3)}, {"kind": "f"})
-    save_json_atomic(
-        root / "predictions" / "chair" / "shard-0.json", {"header": {"format_version": 1}}
-    )
+    save_json_atomic(root / "predictions" / "chair" / "shard-0.json", {"predictions": []})
     KeypointPrototypes(
         semantic_ids=np.array([0]),
         features=np.ones((1, 2), np.float32),
@@ -92,7 +90,7 @@ def test_verify_run_reports_and_deletes_bad_files(tmp_path: Path) -> None:
     assert checked == 3
     problems = dict(bad)
     assert problems[bad_npz].startswith(f"{bad_npz}: truncated or corrupt .npz")
-    assert problems[bad_json] == f"{bad_json}: predictions without a header"
+    assert problems[bad_json] == f"{bad_json}: JSON artifact without a header"
     assert "interrupted write" in problems[stray]
     verify_run(root, delete=True)
     assert not bad_npz.exists() and not bad_json.exists() and not stray.exists()
@@ -105,7 +103,7 @@ def test_prototype_header_is_checked(tmp_path: Path) -> None:
     with pytest.raises(CacheError, match="header field 'config_hash' is 'abc', expected 'xyz'"):
         KeypointPrototypes.load(path, {"config_hash": "xyz"})
     path.write_bytes(path.read_bytes()[:50])
-    with pytest.raises(CacheError, match="cannot read keypoint prototypes"):
+    with pytest.raises(CacheError, match="chair.npz: truncated or corrupt .npz"):
         KeypointPrototypes.load(path)
 
 

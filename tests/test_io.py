@@ -404,3 +404,145 @@ def test_annotation_class_mismatch(tmp_path: Path) -> None:
     write_annotations(ds.annotation_path("table"), [_annotation("abc")])
     with pytest.raises(DataError, match=r"table\.json record 0: model abc has class_id 03001627"):
         ds.annotations("table")
+
+
+# ------------------------------------------------------------------------- binary PCD
+
+
+def _lzf_compress(data: bytes) -> bytes:
+    """A greedy LZF compressor (liblzf's format: literal runs and back references)."""
+    out, literal, last, i = bytearray(), bytearray(), {}, 0
+
+    def flush() -> None:
+        for k in range(0, len(literal), 32):
+            chunk = literal[k : k + 32]
+            out.extend([len(chunk) - 1, *chunk])
+        literal.clear()
+
+    while i < len(data):
+        ref = last.get(data[i : i + 3], -1) if i + 3 <= len(data) else -1
+        if i + 3 <= len(data):
+            last[data[i : i + 3]] = i
+        if ref >= 0 and i - ref - 1 < 8192:
+            length = 3
+            while (
+                i + length < len(data) and length < 264 and data[ref + length] == data[i + length]
+            ):
+                length += 1
+            flush()
+            off, n = i - ref - 1, length - 2
+            if n < 7:
+                out.extend([(n << 5) | (off >> 8), off & 255])
+            else:
+                out.extend([(7 << 5) | (off >> 8), n - 7, off & 255])
+            i += length
+        else:
+            literal.append(data[i])
+            i += 1
+    flush()
+    return bytes(out)
+
+
+def _pcl_style(points: np.ndarray, colors: np.ndarray, kind: str) -> bytes:
+    """A PCD as PCL writes it: a 4-byte ``_`` padding field, rgb as float32 bits, normals."""
+    n = len(points)
+    record = np.dtype(
+        [
+            ("x", "<f4"),
+            ("y", "<f4"),
+            ("z", "<f4"),
+            ("_", "u1", (4,)),
+            ("rgb", "<f4"),
+            ("normal_x", "<f8"),
+        ]  # fmt: skip
+    )
+    rows = np.zeros(n, dtype=record)
+    rows["x"], rows["y"], rows["z"] = points.T
+    packed = (colors.astype(np.uint32) @ np.array([1 << 16, 1 << 8, 1], np.uint32)).astype("<u4")
+    rows["rgb"] = packed.view("<f4")
+    rows["normal_x"] = 1.0
+    head = (
+        "# .PCD v0.7 - Point Cloud Data file format\nVERSION 0.7\n"
+        "FIELDS x y z _ rgb normal_x\nSIZE 4 4 4 1 4 8\nTYPE F F F U F F\nCOUNT 1 1 1 4 1 1\n"
+        f"WIDTH {n}\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\nPOINTS {n}\nDATA {kind}\n"
+    ).encode()
+    if kind == "binary":
+        return head + rows.tobytes()
+    columns = b"".join(rows[name].tobytes() for name in record.names)
+    packed_bytes = _lzf_compress(columns)
+    assert len(packed_bytes) < len(columns)  # back references were used
+    return head + np.array([len(packed_bytes), len(columns)], "<u4").tobytes() + packed_bytes
+
+
+def test_binary_pcd_written_and_read_matches_the_ascii_file(
+    sample: KeypointNetDataset, tmp_path: Path
+) -> None:
+    points, colors = read_pcd(sample.pcd_path(CHAIR, SAMPLE_MODEL))
+    write_pcd(tmp_path / "b.pcd", points, colors, fmt="binary")
+    back, back_colors = read_pcd(tmp_path / "b.pcd")
+    np.testing.assert_array_equal(back, points)
+    np.testing.assert_array_equal(back_colors, colors)
+    assert (tmp_path / "b.pcd").read_bytes().count(b"DATA binary\n") == 1
+
+
+@pytest.mark.parametrize("kind", ["binary", "binary_compressed"])
+def test_pcl_binary_pcd_is_read_like_its_ascii_version(
+    sample: KeypointNetDataset, tmp_path: Path, kind: str
+) -> None:
+    points, colors = read_pcd(sample.pcd_path(CHAIR, SAMPLE_MODEL))
+    colors[::2] = (200, 100, 7)  # the sample is grey: make the channels differ
+    write_pcd(tmp_path / "a.pcd", points, colors)
+    path = _write(tmp_path, "b.pcd", _pcl_style(points, colors, kind))
+    ascii_points, ascii_colors = read_pcd(tmp_path / "a.pcd")
+    back, back_colors = read_pcd(path)
+    assert back.shape == (2048, 3) and back.dtype == np.float32
+    np.testing.assert_allclose(back, ascii_points, atol=5e-7)
+    np.testing.assert_array_equal(back_colors, ascii_colors)
+
+
+def test_lzf_test_compressor_uses_back_references() -> None:
+    data = bytes(range(40)) * 20 + b"\0" * 500
+    packed = _lzf_compress(data)
+    assert len(packed) < len(data) // 4
+    from bt3d.io import _lzf_decompress
+
+    assert _lzf_decompress(Path("x.pcd"), packed, len(data)) == data
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda b: b[:-10],
+            r"truncated PCD: POINTS 3 x 28 bytes = 84 bytes of binary data, found 74",
+        ),
+        (
+            lambda b: b.replace(b"DATA binary", b"DATA ascii"),
+            r"DATA ascii but the data is not UTF-8 text",
+        ),
+        (lambda b: b.replace(b"DATA binary", b"DATA zipped"), r"unknown PCD DATA \['zipped'\]"),
+        (
+            lambda b: b.replace(b"SIZE 4 4 4 1 4 8", b"SIZE 4 4 4 1 4"),
+            r"PCD header has 6 FIELDS but 5 SIZE",
+        ),
+        (lambda b: b.replace(b"COUNT 1 1 1 4", b"COUNT 2 1 1 4"), r"PCD field x must have COUNT 1"),
+    ],
+)
+def test_bad_binary_pcd(tmp_path: Path, edit, message: str) -> None:  # noqa: ANN001
+    data = _pcl_style(np.arange(9.0).reshape(3, 3), np.full((3, 3), 255), "binary")
+    path = _write(tmp_path, "bad.pcd", edit(data))
+    with pytest.raises(DataError, match=rf"bad\.pcd: {message}"):
+        read_pcd(path)
+
+
+def test_corrupt_compressed_pcd(tmp_path: Path) -> None:
+    data = _pcl_style(np.arange(9.0).reshape(3, 3), np.full((3, 3), 255), "binary_compressed")
+    path = _write(tmp_path, "bad.pcd", data[:-3])
+    with pytest.raises(DataError, match=r"bad\.pcd: truncated PCD: \d+ compressed bytes"):
+        read_pcd(path)
+    head, _, body = data.partition(b"DATA binary_compressed\n")
+    sizes, stream = body[:8], bytearray(body[8:])
+    stream[0] = 0xE0  # a back reference before any output
+    path = _write(tmp_path, "bad.pcd", head + b"DATA binary_compressed\n" + sizes + stream)
+    with pytest.raises(DataError, match=r"bad\.pcd: corrupt binary_compressed PCD data"):
+        read_pcd(path)

@@ -32,7 +32,6 @@ import hashlib
 import importlib.util
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -40,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bt3d.atomic import atomic_write
 from bt3d.backbones.vit import (
     VIT_CONFIGS,
     DinoVisionTransformer,
@@ -181,15 +181,8 @@ def convert_onnx_state_dict(onnx_path: Path) -> dict[str, torch.Tensor]:
 
 
 def _atomic_torch_save(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as handle:
+        torch.save(obj, handle)
 
 
 def load_port_state_dict(
