@@ -11,7 +11,7 @@ Steps (all through the bt3d modules, paper protocol):
    last 384 channels of that map, and back-projection and smoothing act per channel, so the
    three layers come from one forward pass.
 3. Per category: prototypes from the first ``--shots`` shapes of the sample order
-   (``bt3d.io.few_shot_split``, ``bt3d.fewshot.build_prototypes``, mean reduction), keypoints
+   (``bt3d.selection.few_shot_split``, ``bt3d.fewshot.build_prototypes``, mean reduction), keypoints
    of every test shape by ``bt3d.optimize.optimise_batch`` (fast mode), and a random-point
    baseline (as many distinct random points as prototypes, seed 0).
 4. ``bt3d.metrics.iou_curve`` on raw geodesics, printed per category and method.
@@ -36,10 +36,11 @@ from bt3d.backbones import get_backbone
 from bt3d.backproject import geodesic_smooth
 from bt3d.cache import CacheError, load_arrays, load_geodesics, save_arrays, save_geodesics
 from bt3d.fewshot import LabelledShape, build_prototypes
-from bt3d.io import KeypointNetDataset, class_id_of, few_shot_split
+from bt3d.io import KeypointNetDataset, class_id_of
 from bt3d.metrics import iou_curve, random_baseline_indices
 from bt3d.optimize import optimise_batch
 from bt3d.pipeline import backproject_views, shape_geodesics
+from bt3d.selection import few_shot_split
 from bt3d.synthetic import generate_dataset
 
 THRESHOLDS = np.round(np.arange(11) * 0.01, 2)

@@ -1,6 +1,6 @@
 """Which shapes of a category a run uses, and how they are split into the workflow's parts.
 
-The few-shot split (:func:`bt3d.io.few_shot_split`) of a category's sample order gives the
+The few-shot split (:func:`few_shot_split`) of a category's sample order gives the
 labelled shapes and the test shapes. The workflow computes them in parts: ``shots`` holds the
 labelled shapes, and test shape ``i`` belongs to ``shard-{i % shards}``. Prototypes therefore
 depend only on ``shots``, and a change to one test shape's files touches only its shard.
@@ -11,17 +11,60 @@ the rules' scripts.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bt3d.errors import ConfigError, DataError
 from bt3d.integrity import describe_missing
-from bt3d.io import KeypointNetDataset, class_id_of, few_shot_split, read_sample_order
+from bt3d.io import KeypointNetDataset, class_id_of, read_sample_order
 
 SHOTS = "shots"
 MAX_LISTED = 5  # paths listed in a "files missing" message
+
+
+def few_shot_split(
+    order: Sequence[tuple[str, str]],
+    class_id: str,
+    shots: int,
+    offset: int = 0,
+    max_test: int | None = None,
+    available: Iterable[str] | None = None,
+) -> tuple[list[str], list[str]]:
+    """The paper's few-shot protocol on a sample order.
+
+    The rows of ``class_id`` are taken in order, dropping rows whose model is not in
+    ``available`` (when given) and repeated models; after skipping ``offset`` rows, the next
+    ``shots`` are the labelled shapes and every later row is a test shape (the first
+    ``max_test`` of them when given).
+
+    Returns:
+        (labelled model ids, test model ids).
+
+    Raises:
+        DataError: fewer than ``shots`` shapes of the category remain.
+    """
+    if shots < 1 or offset < 0 or (max_test is not None and max_test < 0):
+        raise ConfigError(
+            f"few-shot split needs shots >= 1, offset >= 0, max_test >= 0; got shots={shots}, "
+            f"offset={offset}, max_test={max_test}"
+        )
+    keep = None if available is None else set(available)
+    ids: list[str] = []
+    seen: set[str] = set()
+    for c, m in order:
+        if c == class_id and m not in seen and (keep is None or m in keep):
+            seen.add(m)
+            ids.append(m)
+    if len(ids) < offset + shots:
+        raise DataError(
+            f"sample order: class {class_id} has {len(ids)} usable shapes, fewer than "
+            f"offset {offset} + shots {shots}"
+        )
+    labelled = ids[offset : offset + shots]
+    test = ids[offset + shots :]
+    return labelled, test if max_test is None else test[:max_test]
 
 
 def part_names(shards: int) -> list[str]:

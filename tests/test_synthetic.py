@@ -12,10 +12,10 @@ from bt3d.errors import ConfigError
 from bt3d.io import (
     CATEGORY_IDS,
     KeypointNetDataset,
-    few_shot_split,
     read_pcd,
     validate_annotation,
 )
+from bt3d.selection import few_shot_split
 from bt3d.synthetic import (
     GENERATED_CATEGORIES,
     KEYPOINT_LABELS,

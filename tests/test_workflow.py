@@ -89,6 +89,18 @@ def test_second_dry_run_plans_nothing(run_dir: Path) -> None:
     assert planned(run_dir) == {}
 
 
+def test_changed_keypoint_labels_rerun_evaluation_only(run_dir: Path) -> None:
+    labels = run_dir / "data" / "synthetic-test" / "keypoint_labels.json"
+    stamp = labels.stat()
+    os.utime(labels, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**9))  # edited later
+    try:
+        plan = planned(run_dir)
+    finally:
+        os.utime(labels, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert plan.get("evaluate") == 2 and plan.get("aggregate") == 1
+    assert not {"geodesics", "features", "prototypes", "optimize"} & set(plan)
+
+
 def test_optimiser_change_reruns_optimisation_but_not_features(run_dir: Path) -> None:
     override = run_dir / "alpha.yaml"
     override.write_text("optimiser:\n  alpha: 2.0\n")
