@@ -412,10 +412,12 @@ def test_detect_warns_on_a_name_seen_once(case: Case, detected: Path, tmp_path: 
     folder.mkdir()
     shutil.copy(next(case.folder.glob("chair_00_*")), folder)
     shutil.copytree(detected / ".cache", out / ".cache")  # features are cached
-    run = detect(case, out, labelled=[*case.labelled[:2], case.labelled[2], typo], folder=folder)
+    labelled = [*case.labelled[:3], typo, *case.labelled[4:]]  # the typo on one of three
+    run = detect(case, out, labelled=labelled, folder=folder)
     assert run.returncode == 0, run.stderr
     warnings = [line for line in run.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 1 and repr(names[0]) in warnings[0] and "typo.pp" in warnings[0]
+    assert repr(marks.names[0]) not in warnings[0]  # on the two other shapes
     assert "features: 0 computed, 4 from the cache" in run.stdout
     assert (out / "chair_00_x1.csv").is_file()
 
