@@ -83,6 +83,20 @@ class DetectSettings:
     tolerance: float = 0.02
     class_id: str = NO_CLASS_ID
 
+    def extraction_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`bt3d.pipeline.extract_shape_features` that shape the
+        features (shapes are always rendered at a unit diagonal: ``normalise=True``)."""
+        return {
+            "n_azimuth": self.n_azimuth,
+            "n_polar": self.n_polar,
+            "image_size": self.image_size,
+            "sampling": self.sampling,
+            "sigma": self.sigma,
+            "render_backend": self.render_backend,
+            "knn": self.knn,
+            "normalise": True,
+        }
+
     def feature_key(self) -> dict[str, Any]:
         """The settings that determine a mesh's features (hashed into cache file names)."""
         from bt3d.pipeline import feature_settings
@@ -91,16 +105,9 @@ class DetectSettings:
             self.backbone,
             self.layer,
             checkpoint=self.checkpoint,
-            n_azimuth=self.n_azimuth,
-            n_polar=self.n_polar,
-            image_size=self.image_size,
-            sampling=self.sampling,
-            sigma=self.sigma,
-            render_backend=self.render_backend,
-            knn=self.knn,
-            normalise=True,
             n_points=self.n_points,
             seed=self.seed,
+            **self.extraction_options(),
         )
 
 
@@ -305,16 +312,9 @@ def compute_features(
                 shape.mesh,
                 shape.points,
                 backbone,
-                n_azimuth=settings.n_azimuth,
-                n_polar=settings.n_polar,
-                image_size=settings.image_size,
-                sampling=settings.sampling,
-                sigma=settings.sigma,
-                render_backend=settings.render_backend,
-                knn=settings.knn,
-                normalise=True,
                 batch_size=settings.batch_size,
                 device=settings.device,
+                **settings.extraction_options(),
             )
             header = {
                 "config_hash": settings_hash,
