@@ -478,3 +478,32 @@ def test_bad_label_files_name_the_file_and_point(
         read_landmarks(path)
     assert str(path) in str(err.value) and message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_detect_refuses_an_output_folder_it_did_not_make(
+    case: Case, tmp_path: Path, capsys
+) -> None:
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me\n")
+    from bt3d.cli import main
+
+    code = main(
+        ["detect", "--labelled", *map(str, case.labelled), "--shapes", str(case.folder)]
+        + ["-o", str(foreign), *FAST]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and f"{foreign}: folder exists, is not empty" in err
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+
+def test_detect_never_writes_into_the_shapes_folder(case: Case, tmp_path: Path, capsys) -> None:
+    before = sorted(p.name for p in case.folder.iterdir())
+    line = _refused(capsys, case.folder / "out", case.labelled, case.folder)
+    assert "inside --shapes" in line
+    assert sorted(p.name for p in case.folder.iterdir()) == before
+
+
+def test_detect_wants_mesh_label_pairs(case: Case, tmp_path: Path, capsys) -> None:
+    line = _refused(capsys, tmp_path / "out", case.labelled[:3], case.folder)
+    assert "pairs MESH LABELS" in line
