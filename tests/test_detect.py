@@ -507,3 +507,55 @@ def test_detect_never_writes_into_the_shapes_folder(case: Case, tmp_path: Path, 
 def test_detect_wants_mesh_label_pairs(case: Case, tmp_path: Path, capsys) -> None:
     line = _refused(capsys, tmp_path / "out", case.labelled[:3], case.folder)
     assert "pairs MESH LABELS" in line
+
+
+# ------------------------------------------------------------------------- library parts
+
+
+def test_glb_scene_is_flattened_into_the_file_frame(tmp_path: Path) -> None:
+    from bt3d.meshes import content_hash, load_mesh
+    from bt3d.synthetic import make_shape
+
+    mesh = make_shape("chair", 0).mesh
+    _export(mesh.vertices, mesh.faces, tmp_path / "a.glb", 10.0, (5.0, 0.0, 0.0))
+    _export(mesh.vertices, mesh.faces, tmp_path / "a.off", 10.0, (5.0, 0.0, 0.0))
+    glb, off = load_mesh(tmp_path / "a.glb"), load_mesh(tmp_path / "a.off")
+    for box in ("min", "max"):
+        want = getattr(mesh.vertices, box)(axis=0) * 10 + [5, 0, 0]
+        np.testing.assert_allclose(getattr(glb.vertices, box)(axis=0), want, atol=1e-4)
+        np.testing.assert_allclose(getattr(off.vertices, box)(axis=0), want, atol=1e-4)
+    assert content_hash(glb) == content_hash(load_mesh(tmp_path / "a.glb"))
+
+
+def test_landmark_names_get_sorted_ids_and_typos_are_listed() -> None:
+    from bt3d.labels import Landmarks
+    from bt3d.meshes import landmark_ids
+
+    a = Landmarks(("seat", "back"), np.zeros((2, 3)), "a.pp")
+    b = Landmarks(("seat", "bakc"), np.zeros((2, 3)), "b.pp")
+    c = Landmarks(("back",), np.zeros((1, 3)), "c.csv")
+    assert landmark_ids([a, b, c]) == (["back", "bakc", "seat"], {"bakc": "b.pp"})
+    assert landmark_ids([a]) == (["back", "seat"], {})
+
+
+def test_viewer_page_is_self_contained_and_names_the_keypoints() -> None:
+    from bt3d.viewer import ShapeView, keypoint_page, name_colours
+
+    rng = np.random.default_rng(0)
+    colours = name_colours(["tip", "root"])
+    views = [
+        ShapeView(
+            f"shape {i}",
+            rng.random((50, 3)),
+            rng.random((2, 3)),
+            ["tip", "root"],
+            [colours["tip"], colours["root"]],
+            [0.9, 0.2],
+        )
+        for i in range(2)
+    ]
+    page = keypoint_page(views, title="demo")
+    assert "<html>" in page[:100] and "<script src=" not in page
+    assert '"tip"' in page and "confidence 0.200" in page and "shape 1" in page
+    with pytest.raises(DataError, match="2 keypoints but 1 names"):
+        keypoint_page([ShapeView("bad", rng.random((5, 3)), rng.random((2, 3)), ["tip"])])
