@@ -548,11 +548,11 @@ def run_detect(
     computed, cached = compute_features(shapes, settings, out / CACHE_DIR, progress)
     log(f"features: {computed} computed, {cached} from the cache ({out / CACHE_DIR})")
     prototypes = build_model(labelled, names, settings)
-    log(f"keypoints: optimising {len(names)} keypoints on {len(targets)} shapes together")
+    log(f"keypoints: optimising {len(names)} keypoints on {len(targets)} shape(s) together")
     results = detect_shapes(targets, prototypes, names, settings)
     write_results(out, labelled, results, names, settings)
     log(
-        f"wrote {out}: {len(names)} keypoints on {len(results)} shapes (<stem>.csv/.pp/.json), "
+        f"wrote {out}: {len(names)} keypoints on {len(results)} shape(s) (<stem>.csv/.pp/.json), "
         f"view {out / 'index.html'}"
     )
     return results
