@@ -6,6 +6,8 @@ Subcommands::
     bt3d features MESH.ply [POINTS.pcd] -o OUT.npz [--backbone NAME ...] [--model-id ID]
     bt3d prototypes LABELLED.npz [...] --annotations ANN.json [...] -o P.npz [--reduction mean]
     bt3d predict --prototypes P.npz FEATURES.npz -o pred.json
+    bt3d detect --labelled MESH LABELS [...] --shapes DIR -o OUT
+                                             keypoints on a folder of meshes (docs/own-shapes.md)
     bt3d backbones                           list the backbones and whether they are usable
     bt3d verify FOLDER [--delete]            check the artifacts of a results folder
 
@@ -156,6 +158,8 @@ def _parser() -> argparse.ArgumentParser:
     pred.add_argument("--seed", type=int, default=0)
     pred.add_argument("--device", default="cpu")
 
+    _add_detect_parser(sub)
+
     sub.add_parser("backbones", help="list the registered backbones")
 
     ver = sub.add_parser(
@@ -164,6 +168,78 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument("folder", type=Path, metavar="FOLDER", help="e.g. results/<run>")
     ver.add_argument("--delete", action="store_true", help="delete corrupt/stale files")
     return parser
+
+
+def _add_detect_parser(sub) -> None:
+    """``bt3d detect``: its options and their defaults (:class:`bt3d.detect.DetectSettings`)."""
+    from bt3d.detect import DetectSettings
+
+    d = DetectSettings()
+    det = sub.add_parser(
+        "detect",
+        help="keypoints on a folder of meshes from a few labelled meshes (.pp or .csv labels)",
+        description="Few-shot keypoints on every mesh of a folder (obj, ply, stl, off, glb, "
+        "gltf; any scale) from a few labelled meshes whose labels are MeshLab PickPoints .pp "
+        "files or name,x,y,z CSV files. Writes OUT/<stem>.csv, .pp and .json per mesh and "
+        "OUT/index.html (3D view); features are cached in OUT/.cache. See docs/own-shapes.md.",
+    )
+    det.add_argument(
+        "--labelled",
+        nargs="+",
+        action="extend",
+        required=True,
+        metavar="MESH LABELS",
+        help="pairs of a labelled mesh and its .pp or .csv labels file",
+    )
+    det.add_argument("--shapes", type=Path, required=True, metavar="DIR", help="meshes to label")
+    det.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
+    det.add_argument("--backbone", default=d.backbone)
+    det.add_argument("--layer", default=d.layer, help="ViT layer: last_norm, block9, blocks9-11")
+    det.add_argument("--checkpoint", default=d.checkpoint, help="local backbone weights file")
+    det.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    det.add_argument("--n-points", type=int, default=d.n_points, help="points sampled per mesh")
+    det.add_argument("--seed", type=int, default=d.seed, help="seed of sampling and optimiser")
+    det.add_argument("--n-azimuth", type=int, default=d.n_azimuth)
+    det.add_argument("--n-polar", type=int, default=d.n_polar)
+    det.add_argument("--image-size", type=int, default=d.image_size)
+    det.add_argument("--sampling", choices=("nearest", "bilinear"), default=d.sampling)
+    det.add_argument("--sigma", type=float, default=d.sigma)
+    det.add_argument("--render-backend", default=d.render_backend)
+    det.add_argument("--batch-size", type=int, default=d.batch_size)
+    det.add_argument("--mode", choices=("fast", "reference"), default=d.mode)
+    det.add_argument("--steps", type=int, default=d.steps)
+    det.add_argument("--reduction", choices=("mean", "sum"), default=d.reduction)
+    det.add_argument(
+        "--tolerance",
+        type=float,
+        default=d.tolerance,
+        help="refuse a label farther than this fraction of the bounding-box diagonal from "
+        f"its mesh's surface ({d.tolerance})",
+    )
+    det.add_argument(
+        "--category",
+        default=None,
+        metavar="NAME",
+        help="KeypointNet category recorded as class_id in the .json outputs (default: "
+        f"{d.class_id})",
+    )
+    det.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from bt3d.detect import DetectSettings, pair_arguments, run_detect
+    from bt3d.io import class_id_of
+
+    pairs = pair_arguments(args.labelled)
+    values = {
+        f.name: getattr(args, f.name) for f in fields(DetectSettings) if hasattr(args, f.name)
+    }
+    if args.category is not None:
+        values["class_id"] = class_id_of(args.category)
+    run_detect(pairs, args.shapes, args.output, DetectSettings(**values), not args.no_progress)
+    return 0
 
 
 def _cmd_synthetic(args: argparse.Namespace) -> int:
@@ -459,6 +535,7 @@ COMMANDS = {
     "features": _cmd_features,
     "prototypes": _cmd_prototypes,
     "predict": _cmd_predict,
+    "detect": _cmd_detect,
     "backbones": _cmd_backbones,
     "verify": _cmd_verify,
 }

@@ -1,0 +1,144 @@
+"""Rotatable 3D views of shapes and their keypoints as one self-contained HTML page (plotly).
+
+:func:`shape_traces` turns one shape (a point cloud and named keypoints) into plotly traces;
+:func:`keypoint_page` puts several shapes into one figure, one 3D scene with a menu that
+switches between shapes, and returns a complete HTML document with plotly.js inline (about
+4.6 MB), so the page works offline and can be mailed around. One scene (one WebGL context)
+serves any number of shapes, which keeps big folders viewable.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bt3d.errors import DataError
+
+SURFACE_COLOUR = "rgb(170,170,170)"
+
+
+@dataclass(frozen=True)
+class ShapeView:
+    """One shape to show.
+
+    Attributes:
+        title: menu entry and heading (e.g. the mesh file name).
+        points: (N, 3) surface points, drawn small and grey.
+        keypoints: (K, 3) keypoint positions, drawn large, coloured and labelled.
+        names: (K,) keypoint names shown next to the markers.
+        colours: (K,) CSS colours of the keypoints (``None``: :func:`name_colours`).
+        confidences: optional (K,) values shown on hover.
+    """
+
+    title: str
+    points: np.ndarray
+    keypoints: np.ndarray
+    names: Sequence[str]
+    colours: Sequence[str] | None = None
+    confidences: Sequence[float] | None = field(default=None)
+
+
+def name_colours(names: Sequence[str]) -> dict[str, str]:
+    """A distinct, stable CSS colour per name (hues spread by golden-ratio steps over the
+    sorted names), so one keypoint has one colour on every shape."""
+    out = {}
+    for i, name in enumerate(sorted(set(names))):
+        r, g, b = colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.85, 0.9)
+        out[name] = f"rgb({int(r * 255)},{int(g * 255)},{int(b * 255)})"
+    return out
+
+
+def _checked(view: ShapeView) -> tuple[np.ndarray, np.ndarray]:
+    pts = np.asarray(view.points, dtype=np.float64)
+    kps = np.asarray(view.keypoints, dtype=np.float64).reshape(-1, 3)
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise DataError(f"{view.title}: points must be (N, 3), got {pts.shape}")
+    if len(kps) != len(view.names):
+        raise DataError(f"{view.title}: {len(kps)} keypoints but {len(view.names)} names")
+    return pts, kps
+
+
+def shape_traces(view: ShapeView, visible: bool = True) -> list:
+    """Two plotly ``Scatter3d`` traces: the surface points and the labelled keypoints."""
+    import plotly.graph_objects as go
+
+    pts, kps = _checked(view)
+    colours = list(view.colours) if view.colours is not None else None
+    if colours is None:
+        table = name_colours(view.names)
+        colours = [table[n] for n in view.names]
+    hover = [html.escape(str(n)) for n in view.names]
+    if view.confidences is not None:
+        pairs = zip(hover, view.confidences, strict=True)
+        hover = [f"{h}<br>confidence {float(c):.3f}" for h, c in pairs]
+    surface = go.Scatter3d(
+        x=pts[:, 0],
+        y=pts[:, 1],
+        z=pts[:, 2],
+        mode="markers",
+        marker={"size": 1.5, "color": SURFACE_COLOUR},
+        hoverinfo="skip",
+        name=f"{view.title}: surface",
+        showlegend=False,
+        visible=visible,
+    )
+    keypoints = go.Scatter3d(
+        x=kps[:, 0],
+        y=kps[:, 1],
+        z=kps[:, 2],
+        mode="markers+text",
+        marker={"size": 5, "color": colours, "line": {"width": 1, "color": "black"}},
+        text=[str(n) for n in view.names],
+        textposition="top center",
+        hovertext=hover,
+        hoverinfo="text",
+        name=f"{view.title}: keypoints",
+        showlegend=False,
+        visible=visible,
+    )
+    return [surface, keypoints]
+
+
+def keypoint_figure(views: Sequence[ShapeView], title: str = "keypoints"):
+    """One plotly figure: a 3D scene showing ``views[0]``, a menu switching between views."""
+    import plotly.graph_objects as go
+
+    if not views:
+        raise DataError(f"{title}: no shapes to show")
+    fig = go.Figure()
+    for i, view in enumerate(views):
+        for trace in shape_traces(view, visible=i == 0):
+            fig.add_trace(trace)
+    buttons = []
+    for i, view in enumerate(views):
+        shown = [j // 2 == i for j in range(2 * len(views))]
+        buttons.append(
+            {
+                "label": view.title,
+                "method": "update",
+                "args": [{"visible": shown}, {"title": {"text": f"{title}: {view.title}"}}],
+            }
+        )
+    fig.update_layout(
+        title={"text": f"{title}: {views[0].title}"},
+        scene={"aspectmode": "data"},
+        margin={"l": 0, "r": 0, "t": 60, "b": 0},
+        height=720,
+        updatemenus=[{"buttons": buttons, "x": 0.0, "y": 1.0, "xanchor": "left"}]
+        if len(views) > 1
+        else [],
+    )
+    return fig
+
+
+def keypoint_page(views: Sequence[ShapeView], title: str = "keypoints") -> str:
+    """A complete, self-contained HTML page (plotly.js inline) of :func:`keypoint_figure`."""
+    fig = keypoint_figure(views, title)
+    return fig.to_html(include_plotlyjs=True, full_html=True, div_id="bt3d-keypoints")
+
+
+__all__ = ["ShapeView", "keypoint_figure", "keypoint_page", "name_colours", "shape_traces"]
