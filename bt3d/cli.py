@@ -566,10 +566,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     try:
-        if getattr(args, "output", None) is not None:
-            _check_output(args.output)
-        if args.command == "synthetic":
-            _check_output(args.out, is_folder=True)
+        folder_output = args.command in ("synthetic", "detect")  # OUT is a folder there
+        output = getattr(args, "out" if args.command == "synthetic" else "output", None)
+        if output is not None:
+            _check_output(output, is_folder=folder_output)
         return COMMANDS[args.command](args)
     except Bt3dError as exc:
         message = " ".join(str(exc).split())

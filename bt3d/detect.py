@@ -21,6 +21,7 @@ snapping distances of the labels, and per mesh its hash, point count and seed.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -33,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from bt3d.atomic import write_bytes_atomic
 from bt3d.cache import config_hash, save_json_atomic
 from bt3d.errors import CacheError, ConfigError, DataError
 from bt3d.labels import LABEL_SUFFIXES, Landmarks, read_landmarks, write_csv, write_pp
@@ -467,7 +469,8 @@ def write_results(
             stem = r.shape.stem
             write_csv(staging / f"{stem}.csv", r.names, r.xyz, r.confidences)
             write_pp(staging / f"{stem}.pp", r.names, r.xyz, r.shape.path.name, r.confidences)
-            save_json_atomic(staging / f"{stem}.json", [keypointnet_record(r, settings.class_id)])
+            record = json.dumps([keypointnet_record(r, settings.class_id)], indent=1)
+            write_bytes_atomic(staging / f"{stem}.json", (record + "\n").encode())  # KeypointNet
             files += [f"{stem}.csv", f"{stem}.pp", f"{stem}.json"]
         page = keypoint_page(_views(labelled, results, names), title="bt3d detect")
         (staging / "index.html").write_text(page, encoding="utf-8")
