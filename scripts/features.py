@@ -4,7 +4,7 @@ Writes ``features`` (S, N, C) float32, ``counts`` (S, N) views that saw each poi
 ``model_ids`` (S,), in the order of the shard's geodesics file (whose matrices are reused).
 """
 
-from _common import dataset_root, expected_header, read_geodesic_shard, run
+from _common import dataset_root, expected_header, memory_report, read_geodesic_shard, run
 
 
 def main(snakemake) -> None:
@@ -29,8 +29,13 @@ def main(snakemake) -> None:
     geo = read_geodesic_shard(
         snakemake.input.geodesics, expected_header(snakemake, "geodesics", shard=shard)
     )
+    loading = time.perf_counter()
     backbone = get_backbone(
         bb["name"], device=device, checkpoint=bb["checkpoint"], layer=bb["layer"]
+    )
+    print(
+        f"backbone {bb['name']} loaded in {time.perf_counter() - loading:.1f} s; "
+        f"memory: {memory_report(device)}"
     )
     dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(bb["precision"])
     features, counts = [], []
@@ -62,6 +67,7 @@ def main(snakemake) -> None:
             f"{category}/{model_id}: {shape.features.shape} features, "
             f"{shape.seen_fraction:.1%} of points seen, {time.perf_counter() - start:.1f} s"
         )
+    print(f"after {len(features)} shapes, peak memory: {memory_report(device)}")
     dim = features[0].shape[1] if features else 0
     save_arrays(
         snakemake.output.features,
