@@ -5,12 +5,16 @@ Meshes, point clouds and the annotation file of a category come from the Hugging
 category); the sample order CSV from the authors' repository at a pinned commit, checked
 against its sha256 before it is written. Offline, the rule fails at once and says what to do.
 
-Integrity: the Hub's file list (sizes of all files, sha256 of LFS files) is fetched first;
-files already present that differ from it are deleted, so ``snapshot_download`` fetches them
-again (huggingface_hub 2.4 skips files already in place, and resumes a file only within one
-process: a killed download restarts that file, in a process-unique ``.incomplete`` file that
-never takes the final name). After the download every file is checked again; a mismatch or
-a missing file fails the job listing the first paths and the count.
+The Hub is ``HF_ENDPOINT`` (huggingface_hub's setting), the CSV's address
+``dataset.sample_order_url``; the reachability check asks those hosts.
+
+Integrity: the Hub's file list (sizes of all files, sha256 of LFS files, git blob ids of the
+others) is fetched first; files already present that differ from it are deleted, so
+``snapshot_download`` fetches them again (huggingface_hub 2.4 skips files already in place,
+and resumes a file only within one process: a killed download restarts that file, in a
+process-unique ``.incomplete`` file that it never reuses nor removes, so the next job of the
+category deletes them). After the download every file is checked again; a mismatch or a
+missing file fails the job listing the first paths and the count.
 """
 
 import hashlib

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hub_standin import Fault, HubStandIn, read_tree
+from hub_standin import Fault, HubStandIn, git_blob_id, read_tree
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
@@ -150,20 +150,24 @@ def test_killed_download_completes_on_rerun(tmp_path: Path, hub) -> None:
     assert f"removed {len(left)} partial files of an interrupted download" in log
 
 
-def test_file_not_matching_its_sha256_is_refused_then_fetched_again(tmp_path: Path, hub) -> None:
+def test_files_not_matching_their_hashes_are_refused_then_fetched_again(tmp_path, hub) -> None:
+    # same length, one byte flipped; the listing keeps the true sha256 (LFS) / git blob id
     pcd = next(p for p in category_files(hub.files, "airplane") if p.endswith(".pcd"))
-    hub.faults[pcd] = Fault("corrupt")  # same length, one byte flipped; listing keeps sha256
+    annotations = "annotations/airplane.json"
+    hub.faults[pcd] = hub.faults[annotations] = Fault("corrupt")
     write_config(tmp_path)
     result = run(tmp_path, hub.endpoint, "--cores", "1", AIRPLANE)
     assert result.returncode != 0
-    want = hashlib.sha256(hub.files[pcd]).hexdigest()
-    got = hashlib.sha256(hub.served_bytes(pcd)).hexdigest()
-    line = (f"[download] DataError: data/kp: airplane download is incomplete: 1 files: "
+    want, got = sha256_of(hub.files[pcd]), sha256_of(hub.served_bytes(pcd))
+    blob_want, blob_got = (git_blob_id(hub.files[annotations]),
+                           git_blob_id(hub.served_bytes(annotations)))  # fmt: skip
+    line = (f"[download] DataError: data/kp: airplane download is incomplete: 2 files: "
+            f"{annotations} (git blob id {blob_got}, expected {blob_want}), "
             f"{pcd} (sha256 {got}, expected {want})")  # fmt: skip
     assert line in result.stderr, result.stderr[-3000:]
     root = tmp_path / "data" / "kp"
-    assert not (root / "annotations" / "airplane.json").exists()
-    del hub.faults[pcd]  # the Hub serves the right bytes again
+    assert not (root / annotations).exists()  # the category does not count as downloaded
+    hub.faults.clear()  # the Hub serves the right bytes again
     result = run(tmp_path, hub.endpoint, "--cores", "1", AIRPLANE)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert_downloaded(root, category_files(hub.files, "airplane"))
