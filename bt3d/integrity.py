@@ -1,9 +1,10 @@
 """Dataset file integrity: sizes and sha256 against a manifest, and missing-file summaries.
 
-A manifest maps paths relative to a dataset root to ``(size, sha256)``; either may be None
-when unknown (the Hugging Face Hub gives the sha256 of LFS files only, and the size of every
-file: :func:`hub_manifest`). :func:`verify_files` reports every file that is missing or
-differs, so a download rule can delete the bad ones and fetch them again.
+A manifest maps paths relative to a dataset root to ``(size, sha256)`` or ``(size, sha256,
+git_blob_id)``; any may be None when unknown (the Hugging Face Hub gives the size of every
+file, the sha256 of LFS files and the git blob id of the others: :func:`hub_manifest`).
+:func:`verify_files` reports every file that is missing or differs, so a download rule can
+delete the bad ones and fetch them again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from bt3d.errors import DataError, OfflineError
 
-Manifest = Mapping[str, tuple[int | None, str | None]]
+Manifest = Mapping[str, tuple[int | None, str | None] | tuple[int | None, str | None, str | None]]
 CHUNK = 1 << 20
 
 
@@ -28,15 +29,25 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def git_blob_id(path: str | os.PathLike[str]) -> str:
+    """Git's object id of a file's content: sha1 of ``b"blob <size>\\0"`` + the bytes."""
+    digest = hashlib.sha1(b"blob %d\0" % os.path.getsize(path))
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def verify_files(root: str | os.PathLike[str], manifest: Manifest) -> dict[str, str]:
     """Problems of the files of ``manifest`` under ``root``: relative path -> problem.
 
-    A file is "missing", or has a "size X, expected Y", or a "sha256 X, expected Y" (the
-    hash is computed only when the size matches). An empty dict means all files are intact.
+    A file is "missing", or has a "size X, expected Y", a "sha256 X, expected Y" or a "git
+    blob id X, expected Y" (hashes are computed only when the size matches). An empty dict
+    means all files are intact.
     """
     base = Path(root)
     problems: dict[str, str] = {}
-    for rel, (size, sha256) in sorted(manifest.items()):
+    for rel, (size, sha256, *blob) in sorted(manifest.items()):
         path = base / rel
         if not path.is_file():
             problems[rel] = "missing"
@@ -49,6 +60,10 @@ def verify_files(root: str | os.PathLike[str], manifest: Manifest) -> dict[str, 
             got = sha256_file(path)
             if got != sha256.lower():
                 problems[rel] = f"sha256 {got}, expected {sha256.lower()}"
+        elif blob and blob[0] is not None:
+            got = git_blob_id(path)
+            if got != blob[0].lower():
+                problems[rel] = f"git blob id {got}, expected {blob[0].lower()}"
     return problems
 
 
@@ -61,7 +76,9 @@ def describe_missing(paths: Iterable[str | os.PathLike[str]], limit: int = 5) ->
 
 
 def hub_manifest(repo_id: str, folders: Iterable[str], repo_type: str = "dataset") -> dict:
-    """``{path: (size, lfs sha256 or None)}`` of every file under ``folders`` of a Hub repo.
+    """``{path: (size, lfs sha256 or None, git blob id or None)}`` of every file under
+    ``folders`` of a Hub repo (the blob id for files not in LFS, whose listed ``oid`` is that
+    of their content; an LFS file's ``oid`` is its pointer's).
 
     Uses ``HfApi.list_repo_tree(recursive=True)``; a folder path may also name one file
     (``annotations/chair.json``), looked up with ``HfApi.get_paths_info``.
@@ -75,7 +92,7 @@ def hub_manifest(repo_id: str, folders: Iterable[str], repo_type: str = "dataset
     from huggingface_hub.hf_api import RepoFile
 
     api = HfApi()
-    out: dict[str, tuple[int | None, str | None]] = {}
+    out: dict[str, tuple[int | None, str | None, str | None]] = {}
     try:
         for folder in folders:
             if Path(folder).suffix:
@@ -86,8 +103,10 @@ def hub_manifest(repo_id: str, folders: Iterable[str], repo_type: str = "dataset
                 )
             for entry in entries:
                 if isinstance(entry, RepoFile):
-                    sha = entry.lfs.sha256 if entry.lfs is not None else None
-                    out[entry.path] = (entry.size, sha)
+                    if entry.lfs is not None:
+                        out[entry.path] = (entry.size, entry.lfs.sha256, None)
+                    else:
+                        out[entry.path] = (entry.size, None, entry.blob_id)
     except HfHubHTTPError as exc:
         raise DataError(f"cannot list {repo_id} on the Hugging Face Hub: {exc}") from exc
     except Exception as exc:  # the hub's HTTP client raises its own transport errors

@@ -62,6 +62,26 @@ def remove_stale_temporaries(outputs: list[str]) -> None:
                 tmp.unlink(missing_ok=True)
 
 
+def memory_report(device: Any) -> str:
+    """``"RSS now X MiB, peak Y MiB"`` of this process (Linux), plus the peak of CUDA
+    memory allocated by torch on a CUDA ``device`` (what sizes a GPU run)."""
+    import resource
+
+    now = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                now = str(int(line.split()[1]) // 1024)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # KiB on Linux
+    report = f"RSS now {now} MiB, peak {peak} MiB"
+    if getattr(device, "type", "") == "cuda":
+        import torch
+
+        allocated = torch.cuda.max_memory_allocated(device) // 2**20
+        report += f", CUDA peak allocated {allocated} MiB"
+    return report
+
+
 def dataset_root(path: str) -> Path:
     """The dataset folder of a file in it: ``annotations/<category>.json`` or the sample
     order ``benchmark_indices.csv`` at its top."""

@@ -5,12 +5,16 @@ Meshes, point clouds and the annotation file of a category come from the Hugging
 category); the sample order CSV from the authors' repository at a pinned commit, checked
 against its sha256 before it is written. Offline, the rule fails at once and says what to do.
 
-Integrity: the Hub's file list (sizes of all files, sha256 of LFS files) is fetched first;
-files already present that differ from it are deleted, so ``snapshot_download`` fetches them
-again (huggingface_hub 2.4 skips files already in place, and resumes a file only within one
-process: a killed download restarts that file, in a process-unique ``.incomplete`` file that
-never takes the final name). After the download every file is checked again; a mismatch or
-a missing file fails the job listing the first paths and the count.
+The Hub is ``HF_ENDPOINT`` (huggingface_hub's setting), the CSV's address
+``dataset.sample_order_url``; the reachability check asks those hosts.
+
+Integrity: the Hub's file list (sizes of all files, sha256 of LFS files, git blob ids of the
+others) is fetched first; files already present that differ from it are deleted, so
+``snapshot_download`` fetches them again (huggingface_hub 2.4 skips files already in place,
+and resumes a file only within one process: a killed download restarts that file, in a
+process-unique ``.incomplete`` file that it never reuses nor removes, so the next job of the
+category deletes them). After the download every file is checked again; a mismatch or a
+missing file fails the job listing the first paths and the count.
 """
 
 import hashlib
@@ -19,12 +23,13 @@ import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from _common import dataset_root, run
 
 
-def require_network(root: Path, what: str, host: str, alternative: str = "") -> None:
-    """Fail fast, saying what to do, when ``host`` cannot be reached."""
+def require_network(root: Path, what: str, url: str, alternative: str = "") -> None:
+    """Fail fast, saying what to do, when the host of ``url`` cannot be reached."""
     from bt3d.errors import OfflineError
 
     advice = (
@@ -35,14 +40,28 @@ def require_network(root: Path, what: str, host: str, alternative: str = "") -> 
     )
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false"):
         raise OfflineError(advice.format(reason="HF_HUB_OFFLINE is set"))
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 443)
     try:
-        socket.create_connection((host, 443), timeout=10).close()
+        socket.create_connection((parts.hostname, port), timeout=10).close()
     except OSError as exc:
-        raise OfflineError(advice.format(reason=f"{host} is unreachable ({exc})")) from exc
+        reason = f"{parts.scheme}://{parts.netloc} is unreachable ({exc})"
+        raise OfflineError(advice.format(reason=reason)) from exc
+
+
+def remove_stale_partials(root: Path, folders: list[str]) -> int:
+    """Delete the ``*.incomplete`` files that a killed download left in huggingface_hub's
+    cache of ``folders`` (``root/.cache/huggingface/download/<folder>/``): each process
+    writes its own and never reuses another's. Returns how many were deleted."""
+    cache = root / ".cache" / "huggingface" / "download"
+    stale = [path for folder in folders for path in (cache / folder).glob("*.incomplete")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
 
 
 def download_category(snakemake) -> None:
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
 
     from bt3d.errors import DataError
     from bt3d.integrity import describe_missing, hub_manifest, verify_files
@@ -50,11 +69,13 @@ def download_category(snakemake) -> None:
 
     category = snakemake.wildcards.category
     root = dataset_root(snakemake.output.annotations)
-    require_network(root, f"KeypointNet {category}", "huggingface.co")
+    require_network(root, f"KeypointNet {category}", constants.ENDPOINT)
     claim_dataset_folder(root, "download")
     cid = class_id_of(category)
     repo = snakemake.params.repo_id
     folders = [f"pcds/{cid}", f"ShapeNetCore.v2.ply/{cid}", f"annotations/{category}.json"]
+    if removed := remove_stale_partials(root, folders[:2]):
+        print(f"removed {removed} partial files of an interrupted download")
     manifest = hub_manifest(repo, folders)
     for rel, problem in verify_files(root, manifest).items():
         if problem != "missing":
@@ -89,7 +110,7 @@ def download_sample_order(snakemake) -> None:
     require_network(
         dest.parent,
         "the sample order",
-        "raw.githubusercontent.com",
+        url,
         alternative=(
             ", or set dataset.sample_order to a local copy of the CSV, or to `annotations` "
             "(the order of each category's annotation file; not the paper's split)"

@@ -17,7 +17,7 @@ from bt3d.cache import (
 )
 from bt3d.errors import CacheError
 from bt3d.fewshot import KeypointPrototypes
-from bt3d.integrity import describe_missing, sha256_file, verify_files
+from bt3d.integrity import describe_missing, git_blob_id, sha256_file, verify_files
 
 
 def dataset(tmp_path: Path) -> tuple[Path, dict]:
@@ -130,3 +130,19 @@ def test_dependents_follow_the_results_layout(tmp_path: Path) -> None:
     remove_with_dependents(root / files[1])
     assert not (root / files[1]).exists() and not (root / "prototypes/chair.npz").exists()
     assert (root / "prototypes/airplane.npz").exists() and (root / files[0]).exists()
+
+
+def test_git_blob_id_checks_files_the_hub_lists_without_sha256(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    path = tmp_path / "ann.json"
+    path.write_bytes(b'[{"model_id": "a"}]\n')
+    if shutil.which("git"):  # git's own hash of the same bytes
+        out = subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True)
+        assert git_blob_id(path) == out.stdout.strip()
+    good = git_blob_id(path)
+    assert verify_files(tmp_path, {"ann.json": (path.stat().st_size, None, good)}) == {}
+    path.write_bytes(b'[{"model_id": "b"}]\n')  # same size, other content
+    problems = verify_files(tmp_path, {"ann.json": (path.stat().st_size, None, good)})
+    assert problems == {"ann.json": f"git blob id {git_blob_id(path)}, expected {good}"}

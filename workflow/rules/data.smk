@@ -101,10 +101,7 @@ else:
             conda:
                 "../../envs/download.yaml"
             params:
-                url=(
-                    "https://raw.githubusercontent.com/wimmerth/back-to-3d-few-shot-keypoints/"
-                    "5447b255dfed52506a94abdde2ba61d11201bdee/utils/data/benchmark_indices.csv"
-                ),
+                url=DATASET["sample_order_url"],
                 sha256="179001c2434026cb7f0ff05ee7fe58d705baa766d93d0dc3bd3352f7ffa20214",
             script:
                 "../../scripts/download.py"
