@@ -34,7 +34,7 @@ import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 COMMIT = "5a3bd1c0c2f4e3d2b1a09f8e7d6c5b4a39281706"  # the stand-in repo's one commit (40 hex)
 
@@ -271,7 +271,7 @@ def _handler(hub: HubStandIn, server: str) -> type[BaseHTTPRequestHandler]:
             page = entries[start : start + hub.page_size]
             headers = {}
             if start + hub.page_size < len(entries):
-                base = hub.url("hub", quote(urlsplit(self.path).path))
+                base = hub.url("hub", urlsplit(self.path).path)  # already quoted
                 nxt = f"{base}?recursive={str(recursive).lower()}&cursor={start + hub.page_size}"
                 headers["Link"] = f'<{nxt}>; rel="next"'
             self.json(page, headers)

@@ -47,12 +47,13 @@ def lock_pins() -> dict[str, str]:
 
 
 def rule_blocks() -> dict[str, str]:
-    """``{rule name: its text}`` of every rule in the Snakefile and workflow/rules/*.smk."""
+    """``{rule name: its text}`` of every rule (and checkpoint) in the Snakefile and
+    workflow/rules/*.smk."""
     blocks = {}
     for path in [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]:
         lines = path.read_text().splitlines()
         starts = [(i, m) for i, line in enumerate(lines)
-                  if (m := re.match(r"^(\s*)rule (\w+):", line))]  # fmt: skip
+                  if (m := re.match(r"^(\s*)(?:rule|checkpoint) (\w+):", line))]  # fmt: skip
         for i, match in starts:
             indent = len(match.group(1))
             body = []

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def repo_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    """The stand-in repo: 2 airplanes and 2 chairs in KeypointNet layout and a big mesh."""
+    """The stand-in repo: 5 airplanes and 5 chairs in KeypointNet layout and a big mesh."""
     import trimesh
 
     from bt3d.io import write_ply
@@ -45,7 +45,7 @@ def repo_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     from bt3d.synthetic import generate_dataset
 
     root = tmp_path_factory.mktemp("hub_repo")
-    generate_dataset(root, categories=["airplane", "chair"], shapes_per_category=2)
+    generate_dataset(root, categories=["airplane", "chair"], shapes_per_category=5)
     sphere = trimesh.creation.icosphere(subdivisions=7)  # ascii PLY of 18 MiB (> CHUNK)
     write_ply(root / BIG_MESH, Mesh(np.asarray(sphere.vertices), np.asarray(sphere.faces),
                                     vertex_normals=np.asarray(sphere.vertex_normals)))  # fmt: skip
@@ -118,7 +118,8 @@ def test_two_categories_download_and_a_cut_connection_resumes(tmp_path: Path, hu
     assert [(r.range, r.status) for r in big] == [(None, 200), (f"bytes={CHUNK}-", 206)]
     plan = run(tmp_path, hub.endpoint, "-n")  # the whole workflow: no category to download
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.stdout, flags=re.MULTILINE))
-    assert jobs.get("geodesics") == "4" and "download" not in jobs, plan.stdout[-3000:]
+    # per category: the shots part and two test shards
+    assert jobs.get("geodesics") == "6" and "download" not in jobs, plan.stdout[-3000:]
 
 
 def test_killed_download_completes_on_rerun(tmp_path: Path, hub) -> None:
