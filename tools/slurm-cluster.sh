@@ -107,12 +107,14 @@ DefMemPerCPU=1000
 GresTypes=gpu
 ReturnToService=2
 MinJobAge=300
+EnforcePartLimits=ALL
 SchedulerType=sched/backfill
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=5
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStorageTRES=gres/gpu
+AccountingStoreFlags=job_comment
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb Gres=gpu:$GPUS State=UNKNOWN
 PartitionName=cpu Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$NODE MaxTime=INFINITE State=UP
