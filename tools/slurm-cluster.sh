@@ -164,6 +164,7 @@ start_munge() {
 	cp /run/munge/munged.pid "$STATE/run/munged.pid"
 }
 
+# shellcheck disable=SC2120 # (called with -e inside wait_for)
 db() { mariadb --protocol=tcp -h 127.0.0.1 -P "$DB_PORT" -u root "$@"; }
 
 start_mariadb() {
@@ -182,6 +183,7 @@ start_mariadb() {
 	wait_for 60 db -e 'select 1' || fail_with_log mariadbd "$log"
 	local password
 	password=$(cat "$STATE/db.password")
+	# shellcheck disable=SC2119
 	db <<EOF
 CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$password';
 CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$password';
