@@ -148,22 +148,28 @@ def cancel_one_running(
     raise AssertionError(f"no running '{prefix}' job could be cancelled (tried: {tried})")
 
 
-def interrupt_when_idle(process: subprocess.Popen, cancelled: str, timeout: float = 900) -> None:
-    """Wait until no job of the run is queued or running, then interrupt snakemake (Ctrl-C).
+def interrupt_when_stuck(
+    process: subprocess.Popen, cancelled: str, log: Path, timeout: float = 900
+) -> None:
+    """Once every other optimisation job has finished and nothing of the run is queued,
+    interrupt snakemake (Ctrl-C).
 
     snakemake-executor-plugin-slurm 2.8.0 waits forever for a job cancelled with scancel
     (sacct says "CANCELLED by <uid>", which it does not take for a failure), as a user
     would find it; a snakemake that ends by itself (a fixed plugin retrying the job) is
-    fine too.
+    fine too. Snakemake's own log says how many optimisation jobs it planned and finished.
     """
     query = ["sacct", "-X", "-n", "-P", "-j", cancelled, "-o", "JobName"]
     name = subprocess.run(query, capture_output=True, text=True, check=True).stdout.strip()
-    deadline, idle_since = time.monotonic() + timeout, None
+    deadline = time.monotonic() + timeout
     while process.poll() is None and time.monotonic() < deadline:
+        text = log.read_text()
+        planned = re.search(r"^optimize\s+(\d+)$", text, flags=re.MULTILINE)
+        finished = len(re.findall(r"^Finished jobid: \d+ \(Rule: optimize\)", text, re.M))
         queue = subprocess.run(["squeue", "-h", "--name", name, "-o", "%i"],
                                capture_output=True, text=True).stdout.split()  # fmt: skip
-        idle_since = (idle_since or time.monotonic()) if not queue else None
-        if idle_since and time.monotonic() - idle_since > 20:
+        if planned and finished == int(planned.group(1)) - 1 and not queue:
+            time.sleep(5)  # let the last status check settle
             process.send_signal(signal.SIGINT)
             process.wait(timeout=300)
             return
@@ -194,7 +200,7 @@ def test_workflow_through_slurm_equals_local_run(tmp_path: Path) -> None:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cluster)
         try:
             cancelled = cancel_one_running("rule_optimize", process, time.monotonic() + 900)
-            interrupt_when_idle(process, cancelled)
+            interrupt_when_stuck(process, cancelled, first_log)
         finally:
             if process.poll() is None:
                 process.kill()
