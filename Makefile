@@ -3,6 +3,7 @@
 #   make test    the test suite, incl. the end-to-end workflow and DVC round trip
 #   make paper   the paper's setup (KeypointNet download or `dvc pull`; GPU advised)
 #   make lint    ruff, snakefmt, snakemake --lint
+#   make test-slurm  (root) a one-node SLURM cluster, the workflow through profiles/slurm
 #   make push    dvc add data/ and results/ of the config, dvc push
 #   make pull    dvc pull, then mark pulled results up to date for Snakemake
 #   make check-vitg       the paper's ViT-g/14 path, tiny, on CPU (~20 min, 10 GB disk)
@@ -20,7 +21,7 @@ SNAKEMAKE = $(BIN)/snakemake $(if $(CONFIG),--configfile $(CONFIG))
 RUN = $(shell $(BIN)/python -c "import yaml; a = yaml.safe_load(open('config.yaml')); \
 	b = yaml.safe_load(open('$(CONFIG)')) if '$(CONFIG)' else {}; print((b or {}).get('run', a['run']))")
 
-.PHONY: setup demo test paper lint push pull clean-demo check-vitg check-pytorch3d
+.PHONY: setup demo test paper lint push pull clean-demo check-vitg check-pytorch3d test-slurm
 
 setup: $(STAMP)
 
@@ -46,6 +47,18 @@ paper: demo
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Root: tools/slurm-cluster.sh installs slurm-wlm, slurmdbd, munge and mariadb-server when
+# missing and starts a one-node cluster; tests/test_slurm.py runs config/test.yaml through
+# profiles/slurm against a local run; the cluster is torn down whatever the outcome. Fails
+# when the test skips (no summary line written).
+test-slurm: setup
+	@report=$$(mktemp); status=0; \
+	tools/slurm-cluster.sh up && \
+	BT3D_SLURM_REPORT=$$report $(BIN)/python -m pytest -q tests/test_slurm.py || status=$$?; \
+	tools/slurm-cluster.sh down; \
+	if [ $$status -eq 0 ] && [ -s $$report ]; then cat $$report; rm -f $$report; \
+	else rm -f $$report; echo "test-slurm: failed or skipped (status $$status)"; exit 1; fi
 
 lint: setup
 	$(BIN)/ruff format --check bt3d scripts tests
