@@ -223,7 +223,7 @@ def test_workflow_through_slurm_equals_local_run(tmp_path: Path) -> None:
     ran_in_slurm = set()
     for log_file in logs.values():
         text = log_file.read_text() if log_file.exists() else ""
-        ran_in_slurm |= set(re.findall(r"^rule (\w+):", text, flags=re.MULTILINE))
+        ran_in_slurm |= set(re.findall(r"^(?:rule|checkpoint) (\w+):", text, flags=re.MULTILINE))
     assert ran_in_slurm == RULES, ran_in_slurm
     for out in (first, second):
         assert not re.search(r"^localrule (?!all:)", out, flags=re.MULTILINE), "ran locally"
