@@ -42,6 +42,15 @@ HEADER_KEY = "__header__"
 GEODESIC_DTYPE = np.float16
 
 
+def user_cache_dir() -> Path:
+    """Per-user cache of derived files (converted weights, compiled helpers):
+    ``$BT3D_CACHE_DIR``, else ``$XDG_CACHE_HOME/bt3d``, else ``~/.cache/bt3d``."""
+    if os.environ.get("BT3D_CACHE_DIR"):
+        return Path(os.environ["BT3D_CACHE_DIR"])
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "bt3d"
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on success fsync it and rename it to ``path``.

@@ -193,8 +193,13 @@ def sample_surface(mesh: Mesh, n_points: int, seed: int = 0) -> np.ndarray:
 def shape_geodesics(
     points: np.ndarray, knn: int = 20, unreachable: str = "max", source: str = "<points>"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Raw and normalised geodesic matrices of a point cloud: ``((N, N), (N, N))`` float64."""
-    raw = geo.geodesic_matrix(points, k=knn, unreachable=unreachable, source=source)
+    """Raw and normalised geodesic matrices of a point cloud: ``((N, N), (N, N))`` float64.
+
+    Uses as many threads as torch (``torch.get_num_threads()``).
+    """
+    raw = geo.geodesic_matrix(
+        points, k=knn, unreachable=unreachable, source=source, threads=torch.get_num_threads()
+    )
     return raw, geo.normalise_geodesic(raw, source=source)
 
 

@@ -44,7 +44,13 @@ def main(snakemake) -> None:
         validate_annotation(annotations[model_id], len(points))
         if geo.get("normalise", False):  # geodesics in units of the mesh's bounding-box diagonal
             points = unit_box(dataset.load_mesh(category, model_id), points)[1]
-        raw = geodesic_matrix(points, k=geo["knn"], unreachable=geo["unreachable"], source=model_id)
+        raw = geodesic_matrix(
+            points,
+            k=geo["knn"],
+            unreachable=geo["unreachable"],
+            source=model_id,
+            threads=max(1, snakemake.threads),
+        )
         matrix, scale = encode_geodesic(raw)
         encoded.append(matrix)
         scales.append(scale)

@@ -47,6 +47,7 @@ from bt3d.backbones.vit import (
     ViTConfig,
     vit_from_state_dict,
 )
+from bt3d.cache import user_cache_dir as default_cache_dir
 from bt3d.errors import BackboneError
 
 NAME = "dinov2_vits14_offline"
@@ -94,14 +95,6 @@ def file_sha256(path: Path) -> str:
         while chunk := handle.read(8 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def default_cache_dir() -> Path:
-    """``$BT3D_CACHE_DIR``, else ``$XDG_CACHE_HOME/bt3d``, else ``~/.cache/bt3d``."""
-    if os.environ.get("BT3D_CACHE_DIR"):
-        return Path(os.environ["BT3D_CACHE_DIR"])
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "bt3d"
 
 
 def _onnx_weights(onnx_path: Path):
