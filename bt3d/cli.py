@@ -92,6 +92,18 @@ def _parser() -> argparse.ArgumentParser:
     feat.add_argument("--render-backend", default="embree")
     feat.add_argument("--batch-size", type=int, default=8)
     feat.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16", "float16"),
+        default="float32",
+        help="autocast type of the backbone (float32 = none)",
+    )
+    feat.add_argument(
+        "--tokens",
+        choices=("all", "object"),
+        default="all",
+        help="ViT patches that enter attention: all, or only those the shape covers",
+    )
+    feat.add_argument(
         "--model-id",
         default=None,
         metavar="ID",
@@ -196,6 +208,8 @@ def _cmd_features(args: argparse.Namespace) -> int:
         "sigma": args.sigma,
         "render_backend": args.render_backend,
         "normalise": args.normalise,
+        "precision": args.precision,
+        "tokens": args.tokens,
     }
     shape = extract_shape_features(
         mesh,

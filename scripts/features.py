@@ -8,7 +8,6 @@ from _common import dataset_root, expected_header, read_geodesic_shard, run
 
 
 def main(snakemake) -> None:
-    import contextlib
     import time
 
     import numpy as np
@@ -32,30 +31,29 @@ def main(snakemake) -> None:
     backbone = get_backbone(
         bb["name"], device=device, checkpoint=bb["checkpoint"], layer=bb["layer"]
     )
-    dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(bb["precision"])
     features, counts = [], []
     for i, model_id in enumerate(geo["model_ids"]):
         start = time.perf_counter()
-        autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-        with autocast:
-            shape = extract_shape_features(
-                dataset.load_mesh(category, model_id),
-                dataset.load_points(category, model_id),
-                backbone,
-                n_azimuth=render["n_azimuth"],
-                n_polar=render["n_polar"],
-                distance=render["distance"],
-                fov=render["fov"],
-                image_size=render["image_size"],
-                render_backend=render["backend"],
-                textured=render["textured"],
-                sampling=feat["sampling"],
-                normalise=feat.get("normalise", False),
-                sigma=feat["sigma"],
-                batch_size=bb["batch_size"],
-                device=device,
-                geodesic=geo["geodesic"][i].astype(np.float64) * geo["scale"][i],
-            )
+        shape = extract_shape_features(
+            dataset.load_mesh(category, model_id),
+            dataset.load_points(category, model_id),
+            backbone,
+            n_azimuth=render["n_azimuth"],
+            n_polar=render["n_polar"],
+            distance=render["distance"],
+            fov=render["fov"],
+            image_size=render["image_size"],
+            render_backend=render["backend"],
+            textured=render["textured"],
+            sampling=feat["sampling"],
+            normalise=feat.get("normalise", False),
+            sigma=feat["sigma"],
+            batch_size=bb["batch_size"],
+            precision=bb["precision"],
+            tokens=bb.get("tokens", "all"),
+            device=device,
+            geodesic=geo["geodesic"][i].astype(np.float64) * geo["scale"][i],
+        )
         features.append(shape.features.astype(np.float32))
         counts.append(shape.counts.astype(np.int64))
         print(
