@@ -285,6 +285,8 @@ def backproject_views(
         keep = token_mask(
             tokens, raster.face_ids, pixels, visible, image_size, backbone.patch_size, sampling
         )
+        if not getattr(backbone, "supports_token_mask", False):
+            keep = None  # "object" skips patches where the backbone can (ViTs); others run all
         feature_maps = extract_feature_maps(
             backbone,
             images,
@@ -350,7 +352,8 @@ def extract_shape_features(
         batch_size: views per backbone forward pass.
         precision: ``"float32"`` (reference), ``"bfloat16"`` or ``"float16"`` autocast of the
             backbone (:func:`bt3d.backbones.extract_feature_maps`).
-        tokens: ``"all"`` patches (reference) or only the ``"object"``'s (:mod:`bt3d.tokens`).
+        tokens: ``"all"`` patches (reference) or only the ``"object"``'s (:mod:`bt3d.tokens`;
+            backbones without ``supports_token_mask``, e.g. ``classical``, run all patches).
         device: where images go for the backbone (``"cpu"``, ``"cuda"``, ``"auto"``).
         geodesic: optional precomputed raw (N, N) geodesic matrix (skips that stage).
         timer: optional :class:`StageTimer` to record each stage.
