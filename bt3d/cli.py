@@ -100,9 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     feat.add_argument(
         "--tokens",
         choices=("all", "object"),
-        default="object",
-        help="ViT patches that enter attention: only those the shape covers (object), or all "
-        "(the reference)",
+        default="all",
+        help="ViT patches that enter attention: all (default), or only those the shape covers "
+        "(object: faster, -4 points mIoU@0.05 on the embedded dataset)",
     )
     feat.add_argument(
         "--model-id",
