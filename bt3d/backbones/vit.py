@@ -326,7 +326,10 @@ class DinoVisionTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
         self.mask_token = nn.Parameter(torch.zeros(1, d))
-        self._init_random()
+        if self.pos_embed.device.type != "meta":
+            # on the meta device (checkpoint loading) there is nothing to initialise, and
+            # torch's meta normal_ would import torch._dynamo (about 1.4 s of every start)
+            self._init_random()
 
     def _init_random(self) -> None:
         """Truncated-normal weights like DINOv2's init (so a random model is well scaled)."""
