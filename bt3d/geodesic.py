@@ -8,7 +8,7 @@ all-pairs shortest paths are found with Dijkstra.
 
 Two engines give bitwise the same matrix (``engine``): :func:`scipy.sparse.csgraph.dijkstra`
 (``"scipy"``, the reference) and a compiled binary-heap Dijkstra on the symmetrised graph
-(``"native"``, :mod:`bt3d.native`, about 3-5x faster per thread and able to use several
+(``"native"``, :mod:`bt3d.native`, about 2x faster per thread and able to use several
 threads). Both compute every distance as the minimum over the graph's paths of the
 left-to-right IEEE double sum of its edge lengths, a fixed point every Dijkstra reaches
 whatever its heap or visiting order (docs/findings/speed.md). ``"auto"`` takes the native one

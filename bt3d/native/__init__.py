@@ -2,7 +2,7 @@
 compiler and loaded with :mod:`ctypes`.
 
 The shared library is cached as ``<user cache>/native/dijkstra-<sha256[:16]>.so`` keyed by the
-C source and the compiler command, so it is built once per machine (about 0.3 s). Without a
+C source and the compiler command, so it is built once per machine (under a second). Without a
 working compiler :func:`load_dijkstra` returns ``None`` and :mod:`bt3d.geodesic` falls back to
 scipy, which gives bitwise the same distances (``tests/test_geodesic.py``).
 """
