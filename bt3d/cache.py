@@ -51,6 +51,15 @@ CHECKSUM_KEY = "checksum"
 GEODESIC_DTYPE = np.float16
 
 
+def user_cache_dir() -> Path:
+    """Per-user cache of derived files (converted weights, compiled helpers):
+    ``$BT3D_CACHE_DIR``, else ``$XDG_CACHE_HOME/bt3d``, else ``~/.cache/bt3d``."""
+    if os.environ.get("BT3D_CACHE_DIR"):
+        return Path(os.environ["BT3D_CACHE_DIR"])
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "bt3d"
+
+
 def config_hash(config: Mapping[str, Any], length: int = 12) -> str:
     """Short, stable sha256 hex digest of ``config`` as canonical JSON (sorted keys).
 

@@ -4,7 +4,15 @@ The geodesic distance between two points is the length of the shortest path betw
 the point cloud's k-nearest-neighbour graph: every point is joined to its ``k`` (default 20)
 nearest neighbours by an edge whose weight is their Euclidean distance, the graph is taken as
 undirected (an edge exists when either end point has the other among its neighbours), and
-all-pairs shortest paths are found with Dijkstra (:func:`scipy.sparse.csgraph.dijkstra`).
+all-pairs shortest paths are found with Dijkstra.
+
+Two engines give bitwise the same matrix (``engine``): :func:`scipy.sparse.csgraph.dijkstra`
+(``"scipy"``, the reference) and a compiled binary-heap Dijkstra on the symmetrised graph
+(``"native"``, :mod:`bt3d.native`, about 2x faster per thread and able to use several
+threads). Both compute every distance as the minimum over the graph's paths of the
+left-to-right IEEE double sum of its edge lengths, a fixed point every Dijkstra reaches
+whatever its heap or visiting order (docs/findings/speed.md). ``"auto"`` takes the native one
+when a C compiler is available.
 
 A point cloud made of several pieces (e.g. a chair whose legs are sampled apart from the
 seat) gives a disconnected graph and infinite distances between the pieces. Two conventions
@@ -31,6 +39,7 @@ from scipy.spatial import cKDTree
 from bt3d.errors import ConfigError, DataError
 
 UNREACHABLE_CHOICES = ("max", "zero")
+ENGINE_CHOICES = ("auto", "native", "scipy")
 
 
 def _checked_points(points: np.ndarray, source: str) -> np.ndarray:
@@ -80,8 +89,65 @@ def knn_graph(points: np.ndarray, k: int = 20, source: str = "<points>") -> csr_
     return csr_matrix((weights.ravel(), cols.ravel(), indptr), shape=(n, n))
 
 
+def symmetric_graph(graph: csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR arrays of the undirected version of a directed graph, both directions stored.
+
+    An edge present in both directions keeps the shorter length, as
+    ``scipy.sparse.csgraph.dijkstra(directed=False)`` does; explicit zero lengths are kept.
+
+    Returns:
+        ``(indptr (N + 1,), indices (E,), weights (E,))`` int64, int64, float64, each row's
+        columns ascending.
+    """
+    n = graph.shape[0]
+    coo = graph.tocoo()
+    rows = np.concatenate([coo.row, coo.col]).astype(np.int64)
+    cols = np.concatenate([coo.col, coo.row]).astype(np.int64)
+    weights = np.concatenate([coo.data, coo.data]).astype(np.float64)
+    key = rows * n + cols
+    order = np.lexsort((weights, key))
+    key, weights = key[order], weights[order]
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    key, weights = key[first], weights[first]
+    rows, cols = key // n, key % n
+    indptr = np.searchsorted(rows, np.arange(n + 1)).astype(np.int64)
+    return indptr, cols, weights
+
+
+def all_pairs_dijkstra(graph: csr_matrix, engine: str = "auto", threads: int = 1) -> np.ndarray:
+    """(N, N) shortest-path lengths on the undirected version of ``graph`` (``inf`` if none).
+
+    Args:
+        graph: (N, N) sparse directed graph of non-negative lengths.
+        engine: ``"scipy"``, ``"native"`` (raises when it cannot be built) or ``"auto"``.
+        threads: threads of the native engine (scipy's runs on one).
+    """
+    if engine not in ENGINE_CHOICES:
+        raise ConfigError(
+            f"geodesic engine {engine!r} is unknown; expected one of {ENGINE_CHOICES}"
+        )
+    if engine != "scipy":
+        from bt3d.native import dijkstra_all
+
+        dist = dijkstra_all(*symmetric_graph(graph), threads=threads)
+        if dist is not None:
+            return dist
+        if engine == "native":
+            raise ConfigError(
+                "geodesic engine 'native' needs a C compiler (cc, gcc or clang, or $CC) to "
+                "build bt3d/native/dijkstra.c; install one or use engine 'scipy'"
+            )
+    return dijkstra(graph, directed=False)
+
+
 def geodesic_matrix(
-    points: np.ndarray, k: int = 20, unreachable: str = "max", source: str = "<points>"
+    points: np.ndarray,
+    k: int = 20,
+    unreachable: str = "max",
+    source: str = "<points>",
+    engine: str = "auto",
+    threads: int = 1,
 ) -> np.ndarray:
     """All-pairs geodesic distances on the undirected kNN graph of a point cloud.
 
@@ -92,9 +158,11 @@ def geodesic_matrix(
             finite distance (Back to 3D); ``"zero"`` sets them to 0 (the old scikit-learn
             routine of the KeypointNet/UKPGAN scripts). See the module docstring.
         source: name of the cloud (file, model id) used in error messages.
+        engine, threads: see :func:`all_pairs_dijkstra` (every engine gives the same bits).
 
     Returns:
-        (N, N) float64 symmetric matrix, zero diagonal, not normalised.
+        (N, N) float64, zero diagonal, not normalised; symmetric up to rounding only
+        (d[i, j] and d[j, i] sum the same path in opposite orders).
 
     Raises:
         DataError: points not (N, 3) or with NaN/infinite coordinates.
@@ -106,7 +174,7 @@ def geodesic_matrix(
             f"{UNREACHABLE_CHOICES}"
         )
     graph = knn_graph(points, k=k, source=source)
-    dist = dijkstra(graph, directed=False)
+    dist = all_pairs_dijkstra(graph, engine=engine, threads=threads)
     infinite = np.isinf(dist)
     if infinite.any():
         if unreachable == "zero":

@@ -38,13 +38,14 @@ from bt3d.device import resolve_device
 from bt3d.errors import CacheError, ConfigError, DataError
 from bt3d.render import render
 from bt3d.structures import Mesh
+from bt3d.tokens import token_mask
 from bt3d.visibility import point_visibility
 
 STAGES = (
     "cameras",
     "render",
-    "backbone",
     "visibility+projection",
+    "backbone",
     "back-projection",
     "geodesics",
     "smoothing",
@@ -193,8 +194,13 @@ def sample_surface(mesh: Mesh, n_points: int, seed: int = 0) -> np.ndarray:
 def shape_geodesics(
     points: np.ndarray, knn: int = 20, unreachable: str = "max", source: str = "<points>"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Raw and normalised geodesic matrices of a point cloud: ``((N, N), (N, N))`` float64."""
-    raw = geo.geodesic_matrix(points, k=knn, unreachable=unreachable, source=source)
+    """Raw and normalised geodesic matrices of a point cloud: ``((N, N), (N, N))`` float64.
+
+    Uses as many threads as torch (``torch.get_num_threads()``).
+    """
+    raw = geo.geodesic_matrix(
+        points, k=knn, unreachable=unreachable, source=source, threads=torch.get_num_threads()
+    )
     return raw, geo.normalise_geodesic(raw, source=source)
 
 
@@ -242,6 +248,8 @@ def backproject_views(
     sampling: str = "nearest",
     normalise: bool = False,
     batch_size: int = 8,
+    precision: str = "float32",
+    tokens: str = "all",
     device: str | torch.device = "cpu",
     timer: StageTimer | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -269,12 +277,23 @@ def backproject_views(
             raise DataError(f"{mesh.source}: {exc}{'' if normalise else f' ({hint})'}") from None
     with _stage(timer, "render"):
         raster = render(mesh, cameras, backend=render_backend, textured=textured)
-    with _stage(timer, "backbone"):
-        images = torch.as_tensor(np.asarray(raster.images, dtype=np.float32), device=dev)
-        feature_maps = extract_feature_maps(backbone, images, batch_size=batch_size)
     with _stage(timer, "visibility+projection"):
         visible = point_visibility(mesh, pts, np.asarray(raster.face_ids))
         pixels, _ = cameras.project(pts)
+    with _stage(timer, "backbone"):
+        images = torch.as_tensor(np.asarray(raster.images, dtype=np.float32), device=dev)
+        keep = token_mask(
+            tokens, raster.face_ids, pixels, visible, image_size, backbone.patch_size, sampling
+        )
+        if not getattr(backbone, "supports_token_mask", False):
+            keep = None  # "object" skips patches where the backbone can (ViTs); others run all
+        feature_maps = extract_feature_maps(
+            backbone,
+            images,
+            batch_size=batch_size,
+            precision=precision,
+            keep=None if keep is None else torch.from_numpy(keep),
+        )
     with _stage(timer, "back-projection"):
         features, counts = sample_point_features(
             feature_maps, pixels, visible, image_size, mode=sampling
@@ -306,6 +325,8 @@ def extract_shape_features(
     knn: int = 20,
     unreachable: str = "max",
     batch_size: int = 8,
+    precision: str = "float32",
+    tokens: str = "all",
     device: str | torch.device = "cpu",
     geodesic: np.ndarray | None = None,
     timer: StageTimer | None = None,
@@ -329,6 +350,10 @@ def extract_shape_features(
         knn: neighbours of the geodesic kNN graph (20).
         unreachable: ``"max"`` or ``"zero"`` for pairs in disconnected graph pieces.
         batch_size: views per backbone forward pass.
+        precision: ``"float32"`` (reference), ``"bfloat16"`` or ``"float16"`` autocast of the
+            backbone (:func:`bt3d.backbones.extract_feature_maps`).
+        tokens: ``"all"`` patches (reference) or only the ``"object"``'s (:mod:`bt3d.tokens`;
+            backbones without ``supports_token_mask``, e.g. ``classical``, run all patches).
         device: where images go for the backbone (``"cpu"``, ``"cuda"``, ``"auto"``).
         geodesic: optional precomputed raw (N, N) geodesic matrix (skips that stage).
         timer: optional :class:`StageTimer` to record each stage.
@@ -357,6 +382,8 @@ def extract_shape_features(
         sampling=sampling,
         normalise=normalise,
         batch_size=batch_size,
+        precision=precision,
+        tokens=tokens,
         device=device,
         timer=timer,
     )

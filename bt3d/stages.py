@@ -75,6 +75,7 @@ def part_geodesics(
     settings: Mapping[str, Any],
     output: str,
     header: Mapping[str, Any],
+    threads: int = 1,
 ) -> None:
     """Geodesic matrices of one part's shapes, written to ``output``.
 
@@ -85,6 +86,7 @@ def part_geodesics(
         settings: ``knn``, ``unreachable``, ``normalise`` (divide by the mesh's bounding-box
             diagonal first) and ``surface_tolerance`` (see bt3d.consistency).
         header: fields for the artifact's header (kind, category, config hash, part).
+        threads: for the all-pairs shortest paths (:func:`bt3d.geodesic.geodesic_matrix`).
 
     The artifact holds ``geodesic`` (S, N, N) float16 normalised by each shape's maximum,
     ``scale`` (S,) float64, ``model_ids`` (S,) and ``labelled`` (S,) bool.
@@ -102,7 +104,11 @@ def part_geodesics(
         if settings["normalise"]:  # geodesics in units of the mesh's bounding-box diagonal
             points = unit_box(mesh, points)[1]
         raw = geodesic_matrix(
-            points, k=settings["knn"], unreachable=settings["unreachable"], source=model_id
+            points,
+            k=settings["knn"],
+            unreachable=settings["unreachable"],
+            source=model_id,
+            threads=threads,
         )
         matrix, scale = encode_geodesic(raw)
         encoded.append(matrix)
@@ -152,38 +158,33 @@ def part_features(
     The artifact holds ``features`` (S, N, C) float32, ``counts`` (S, N) views that saw each
     point, and ``model_ids`` (S,).
     """
-    import contextlib
-
-    import torch
-
     from bt3d.pipeline import extract_shape_features
 
     check_part_files(model_ids, files)
     render, bb = settings["render"], settings["backbone"]
-    dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(bb["precision"])
     features, counts = [], []
     for i, (model_id, (pcd, ply)) in enumerate(zip(model_ids, files, strict=True)):
         start = time.perf_counter()
-        autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-        with autocast:
-            shape = extract_shape_features(
-                load_mesh(ply),
-                load_points(pcd),
-                backbone,
-                n_azimuth=render["n_azimuth"],
-                n_polar=render["n_polar"],
-                distance=render["distance"],
-                fov=render["fov"],
-                image_size=render["image_size"],
-                render_backend=render["backend"],
-                textured=render["textured"],
-                sampling=settings["sampling"],
-                normalise=settings["normalise"],
-                sigma=settings["sigma"],
-                batch_size=bb["batch_size"],
-                device=device,
-                geodesic=geodesic[i].astype(np.float64) * scale[i],
-            )
+        shape = extract_shape_features(
+            load_mesh(ply),
+            load_points(pcd),
+            backbone,
+            n_azimuth=render["n_azimuth"],
+            n_polar=render["n_polar"],
+            distance=render["distance"],
+            fov=render["fov"],
+            image_size=render["image_size"],
+            render_backend=render["backend"],
+            textured=render["textured"],
+            sampling=settings["sampling"],
+            normalise=settings["normalise"],
+            sigma=settings["sigma"],
+            batch_size=bb["batch_size"],
+            precision=bb["precision"],
+            tokens=bb["tokens"],
+            device=device,
+            geodesic=geodesic[i].astype(np.float64) * scale[i],
+        )
         features.append(shape.features.astype(np.float32))
         counts.append(shape.counts.astype(np.int64))
         print(

@@ -29,6 +29,7 @@ def main(snakemake) -> None:
         geo,
         snakemake.output.geodesics,
         expected_header(snakemake, "geodesics", part=part),
+        threads=max(1, snakemake.threads),
     )
 
 

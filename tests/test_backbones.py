@@ -375,3 +375,24 @@ def test_classical_flat_image_and_settings():
         get_backbone("classical", checkpoint="dinov2.pth")
     with pytest.raises(BackboneError, match="backbone.layer"):
         get_backbone("classical", layer="block9")
+
+
+def test_remembered_sha256_follows_the_file(tmp_path):
+    import os
+
+    from bt3d.backbones import dinov2_offline
+
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(b"first")
+    cache = tmp_path / "cache"
+    first = dinov2_offline.remembered_sha256(onnx_file, cache)
+    assert first == dinov2_offline.file_sha256(onnx_file)
+    assert (cache / "sha256-index.json").is_file()
+    assert dinov2_offline.remembered_sha256(onnx_file, cache) == first
+    onnx_file.write_bytes(b"second")  # new size and mtime: hashed again
+    os.utime(onnx_file, ns=(1, 1))
+    assert (
+        dinov2_offline.remembered_sha256(onnx_file, cache)
+        == dinov2_offline.file_sha256(onnx_file)
+        != first
+    )

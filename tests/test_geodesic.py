@@ -146,3 +146,45 @@ def test_real_chair_cloud(shared_data) -> None:
     finite = np.isfinite(expected)
     np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-12)
     assert got.max() == expected[finite].max()
+
+
+def _bits(matrix: np.ndarray) -> bytes:
+    return np.ascontiguousarray(matrix, dtype=np.float64).view(np.uint64).tobytes()
+
+
+def _native_or_skip() -> None:
+    from bt3d.native import load_dijkstra
+
+    if load_dijkstra() is None:
+        pytest.skip("no C compiler: the native Dijkstra cannot be built here")
+
+
+@pytest.mark.parametrize("unreachable", ["max", "zero"])
+def test_native_engine_is_bitwise_scipy_on_the_real_chair(shared_data, unreachable) -> None:
+    """The oracle is the scipy path (scipy.sparse.csgraph.dijkstra, directed=False)."""
+    _native_or_skip()
+    from bt3d.io import read_pcd
+
+    pcd = shared_data / "keypointnet-sample/pcds/03001627/88382b877be91b2a572f8e1c1caad99e.pcd"
+    points = read_pcd(pcd)[0]
+    oracle = geodesic_matrix(points, unreachable=unreachable, engine="scipy")
+    for threads in (1, 3):
+        got = geodesic_matrix(points, unreachable=unreachable, engine="native", threads=threads)
+        assert _bits(got) == _bits(oracle)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_native_engine_is_bitwise_scipy_with_duplicates_and_pieces(seed: int) -> None:
+    """Duplicate points (zero-length edges), disconnected pieces, ties and tiny k."""
+    _native_or_skip()
+    rng = np.random.default_rng(seed)
+    points = np.concatenate([two_blobs(rng, 150), rng.integers(0, 4, (60, 3)) * 0.01])
+    points = np.concatenate([points, points[:25]])  # exact duplicates
+    for k in (1, 2, 7, 20):
+        oracle = geodesic_matrix(points, k=k, engine="scipy")
+        assert _bits(geodesic_matrix(points, k=k, engine="native", threads=2)) == _bits(oracle)
+
+
+def test_unknown_engine_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="engine"):
+        geodesic_matrix(np.random.default_rng(0).random((5, 3)), engine="fast")

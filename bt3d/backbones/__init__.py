@@ -10,6 +10,7 @@ Modules are imported only when their backbone is asked for.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -75,8 +76,15 @@ def get_backbone(
     return model.to(dev).eval()
 
 
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 def extract_feature_maps(
-    backbone: torch.nn.Module, images: torch.Tensor, batch_size: int = 8
+    backbone: torch.nn.Module,
+    images: torch.Tensor,
+    batch_size: int = 8,
+    precision: str = "float32",
+    keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Run a backbone over many views in batches, without autograd.
 
@@ -84,23 +92,43 @@ def extract_feature_maps(
         backbone: from :func:`get_backbone`.
         images: (V, 3, H, W) float in [0, 1], any device (moved to the backbone's device).
         batch_size: views per forward pass.
+        precision: ``"float32"``, or ``"bfloat16"`` / ``"float16"``: the forward pass runs
+            under :func:`torch.autocast` on the backbone's device (matrix products in that
+            type, norms and softmax in float32).
+        keep: optional (V, H // p, W // p) bool patches that enter attention
+            (:mod:`bt3d.tokens`); only for backbones with ``supports_token_mask``.
 
     Returns:
         (V, C, H // p, W // p) float32 on the backbone's device.
     """
     if batch_size < 1:
         raise BackboneError(f"batch_size must be >= 1, got {batch_size}")
+    if precision not in PRECISIONS:
+        raise BackboneError(
+            f"backbone.precision {precision!r} is unknown; expected one of {list(PRECISIONS)}"
+        )
+    if keep is not None and not getattr(backbone, "supports_token_mask", False):
+        raise BackboneError(
+            f"backbone {getattr(backbone, 'name', type(backbone).__name__)!r} cannot run a "
+            "subset of patches; use backbone.tokens: all"
+        )
     params = list(backbone.parameters()) + list(backbone.buffers())
     device = params[0].device if params else images.device
-    with torch.inference_mode():
-        chunks = [
-            backbone(images[i : i + batch_size].to(device)).float()
-            for i in range(0, len(images), batch_size)
-        ]
+    dtype = PRECISIONS[precision]
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+    with torch.inference_mode(), autocast:
+        chunks = []
+        for i in range(0, len(images), batch_size):
+            batch = images[i : i + batch_size].to(device)
+            if keep is None:
+                chunks.append(backbone(batch).float())
+            else:
+                chunks.append(backbone(batch, keep[i : i + batch_size].to(device)).float())
     return torch.cat(chunks, dim=0)
 
 
 __all__ = [
+    "PRECISIONS",
     "REGISTRY",
     "Backbone",
     "RegistryEntry",

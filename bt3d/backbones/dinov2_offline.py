@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
+import json
 import re
 import warnings
 from dataclasses import replace
@@ -47,6 +47,7 @@ from bt3d.backbones.vit import (
     ViTConfig,
     vit_from_state_dict,
 )
+from bt3d.cache import user_cache_dir as default_cache_dir
 from bt3d.errors import BackboneError
 
 NAME = "dinov2_vits14_offline"
@@ -96,12 +97,30 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def default_cache_dir() -> Path:
-    """``$BT3D_CACHE_DIR``, else ``$XDG_CACHE_HOME/bt3d``, else ``~/.cache/bt3d``."""
-    if os.environ.get("BT3D_CACHE_DIR"):
-        return Path(os.environ["BT3D_CACHE_DIR"])
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "bt3d"
+def remembered_sha256(path: Path, cache_dir: Path) -> str:
+    """:func:`file_sha256` of ``path``, remembered in ``<cache_dir>/sha256-index.json`` under
+    the file's absolute path, size and modification time (hashing the 97 MB ONNX file took
+    about a second of every start). A changed file (size or mtime) is hashed again."""
+    stat = path.stat()
+    signature = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    index_path = cache_dir / "sha256-index.json"
+    key = str(path.resolve())
+    try:
+        index = json.loads(index_path.read_text())
+        entry = index.get(key, {})
+        if {k: entry.get(k) for k in signature} == signature and len(entry.get("sha256", "")) == 64:
+            return entry["sha256"]
+    except (OSError, ValueError, AttributeError):
+        index = {}
+    digest = file_sha256(path)
+    index = index if isinstance(index, dict) else {}
+    index[key] = {**signature, "sha256": digest}
+    try:
+        with atomic_write(index_path, "w") as handle:
+            handle.write(json.dumps(index, indent=1, sort_keys=True))
+    except OSError:
+        pass  # an unwritable cache only costs the hash next time
+    return digest
 
 
 def _onnx_weights(onnx_path: Path):
@@ -198,12 +217,12 @@ def load_port_state_dict(
     if not onnx_path.is_file():
         raise BackboneError(f"ONNX file {onnx_path} does not exist")
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cached = cache_dir / f"{NAME}-{file_sha256(onnx_path)[:16]}.pt"
+    cached = cache_dir / f"{NAME}-{remembered_sha256(onnx_path, cache_dir)[:16]}.pt"
     with torch.device("meta"):
         expected = set(DinoVisionTransformer(replace(PORT_CONFIG, depth=1)).state_dict())
     if cached.is_file():
         try:
-            state = torch.load(cached, map_location="cpu", weights_only=True)
+            state = torch.load(cached, map_location="cpu", weights_only=True, mmap=True)
             if {re.sub(r"^blocks\.\d+\.", "blocks.0.", k) for k in state} == expected:
                 return state
         except Exception:  # a truncated or foreign cache file: convert again

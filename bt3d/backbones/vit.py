@@ -122,15 +122,23 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=True)
         self.proj = nn.Linear(dim, dim, bias=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, N, D) -> (B, N, D); ``key_mask`` (B, N) bool: tokens that may be attended to
+        (None = all). Queries at masked-out positions give values nobody should read."""
         b, n, d = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads)
-        if x.is_cuda and (xformers_attention := _xformers_attention()) is not None:
+        if (
+            key_mask is None
+            and x.is_cuda
+            and (xformers_attention := _xformers_attention()) is not None
+        ):
             q, k, v = qkv.unbind(2)  # (B, N, H, d) each, xformers layout
             out = xformers_attention(q, k, v).reshape(b, n, d)
         else:
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, N, d) each
-            out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d)
+            mask = None if key_mask is None else key_mask[:, None, None, :]
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            out = out.transpose(1, 2).reshape(b, n, d)
         return self.proj(out)
 
 
@@ -184,8 +192,8 @@ class Block(nn.Module):
         self.mlp = ffn(d, config.hidden_dim)
         self.ls2 = LayerScale(d)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.ls1(self.attn(self.norm1(x)))
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.ls1(self.attn(self.norm1(x), key_mask))
         return x + self.ls2(self.mlp(self.norm2(x)))
 
 
@@ -230,6 +238,48 @@ def interpolate_pos_embed(
     return torch.cat([pos_embed[:, :1], grid], dim=1)
 
 
+def pack_tokens(
+    tokens: torch.Tensor, keep: torch.Tensor, num_prefix: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gather each image's prefix tokens and kept patch tokens to the front, padded to the
+    batch's longest subset.
+
+    Args:
+        tokens: (B, P + M, D) prefix (class, registers) then patch tokens.
+        keep: (B, M) bool patches to keep.
+        num_prefix: P.
+
+    Returns:
+        ``(packed (B, L, D), valid (B, L) bool, index (B, L) long)``: L = P + the largest
+        number of kept patches; ``index`` is each packed slot's position in ``tokens``
+        (padding slots repeat position 0 and are marked invalid).
+    """
+    b, total, _ = tokens.shape
+    prefix = torch.ones(b, num_prefix, dtype=torch.bool, device=tokens.device)
+    selected = torch.cat([prefix, keep.to(torch.bool)], dim=1)  # (B, P + M)
+    counts = selected.sum(dim=1)
+    length = int(counts.max())
+    # stable sort puts the selected positions first, in their original order
+    order = torch.argsort((~selected).to(torch.int8), dim=1, stable=True)[:, :length]
+    valid = torch.arange(length, device=tokens.device)[None, :] < counts[:, None]
+    index = torch.where(valid, order, torch.zeros_like(order))
+    packed = torch.gather(tokens, 1, index[..., None].expand(-1, -1, tokens.shape[-1]))
+    return packed, valid, index
+
+
+def unpack_tokens(
+    packed: torch.Tensor, valid: torch.Tensor, index: torch.Tensor, full_shape: torch.Size
+) -> torch.Tensor:
+    """Inverse of :func:`pack_tokens`: (B, L, D) -> (B, P + M, D), zeros where not kept."""
+    out = packed.new_zeros(full_shape)
+    values = packed * valid[..., None].to(packed.dtype)
+    # padding slots point at position 0 with value 0 and must not overwrite the class token
+    safe = torch.where(valid, index, torch.full_like(index, full_shape[1]))
+    out = torch.cat([out, out.new_zeros(full_shape[0], 1, full_shape[2])], dim=1)
+    out.scatter_(1, safe[..., None].expand(-1, -1, full_shape[2]), values)
+    return out[:, : full_shape[1]]
+
+
 class DinoVisionTransformer(nn.Module):
     """DINOv2 ViT with the official parameter names; see the module docstring."""
 
@@ -249,7 +299,10 @@ class DinoVisionTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
         self.mask_token = nn.Parameter(torch.zeros(1, d))
-        self._init_random()
+        if self.pos_embed.device.type != "meta":
+            # on the meta device (checkpoint loading) there is nothing to initialise, and
+            # torch's meta normal_ would import torch._dynamo (about 1.4 s of every start)
+            self._init_random()
 
     def _init_random(self) -> None:
         """Truncated-normal weights like DINOv2's init (so a random model is well scaled)."""
@@ -284,38 +337,56 @@ class DinoVisionTransformer(nn.Module):
             tokens = torch.cat([tokens[:, :1], registers, tokens[:, 1:]], dim=1)
         return tokens
 
-    def block_outputs(self, x: torch.Tensor, indices: tuple[int, ...]) -> list[torch.Tensor]:
-        """Raw (un-normalised) outputs of the given blocks, all tokens: list of (B, T, D).
+    def block_outputs(
+        self, x: torch.Tensor, indices: tuple[int, ...], keep: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """Raw (un-normalised) outputs of the given blocks: list of (B, T, D).
 
-        Blocks after the largest requested index are not run.
+        Blocks after the largest requested index are not run. With ``keep`` (B, h*w) bool,
+        only the prefix tokens and the kept patches enter the blocks (see
+        :func:`pack_tokens`); the outputs are then (B, 1 + R + h*w, D) with zeros at the
+        patches left out.
         """
         tokens = self.prepare_tokens(x)
+        key_mask = None
+        if keep is not None:
+            full_shape = tokens.shape
+            tokens, key_mask, index = pack_tokens(tokens, keep, self.num_prefix_tokens)
         wanted = set(indices)
         outputs = {}
         for i, block in enumerate(self.blocks[: max(indices) + 1]):
-            tokens = block(tokens)
+            tokens = block(tokens, key_mask)
             if i in wanted:
                 outputs[i] = tokens
+        if keep is not None:
+            return [unpack_tokens(outputs[i], key_mask, index, full_shape) for i in indices]
         return [outputs[i] for i in indices]
 
-    def feature_maps(self, x: torch.Tensor, layer: str = "last_norm") -> torch.Tensor:
+    def feature_maps(
+        self, x: torch.Tensor, layer: str = "last_norm", keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Normalised patch tokens of ``layer`` as maps.
 
         Args:
             x: (B, 3, H, W) ImageNet-normalised images.
             layer: see :func:`parse_layer`.
+            keep: optional (B, H // p, W // p) bool: the patches that enter attention (the
+                others neither attend nor are attended to, and their maps are zero).
 
         Returns:
             (B, C, H // p, W // p) with C = D times the number of blocks in ``layer``.
         """
         h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
-        outputs = self.block_outputs(x, parse_layer(layer, len(self.blocks)))
-        maps = [
-            self.norm(out[:, self.num_prefix_tokens :])
-            .transpose(1, 2)
-            .reshape(-1, self.embed_dim, h, w)
-            for out in outputs
-        ]
+        flat_keep = None if keep is None else keep.reshape(len(x), h * w).to(x.device)
+        if flat_keep is not None and bool(flat_keep.all()):
+            flat_keep = None  # every patch kept: the plain path, bitwise
+        outputs = self.block_outputs(x, parse_layer(layer, len(self.blocks)), flat_keep)
+        maps = []
+        for out in outputs:
+            patches = self.norm(out[:, self.num_prefix_tokens :])
+            if flat_keep is not None:
+                patches = patches * flat_keep[..., None].to(patches.dtype)
+            maps.append(patches.transpose(1, 2).reshape(-1, self.embed_dim, h, w))
         return torch.cat(maps, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -376,10 +447,14 @@ class ViTBackbone(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    supports_token_mask = True
+
+    def forward(self, images: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``keep``: optional (V, H // 14, W // 14) bool patches that enter attention (see
+        :meth:`DinoVisionTransformer.feature_maps`); the maps are zero elsewhere."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise BackboneError(
                 f"{self.name}: expected images (V, 3, H, W), got {tuple(images.shape)}"
             )
         x = (images.float() - self.mean) / self.std
-        return self.vit.feature_maps(x, self.layer).float()
+        return self.vit.feature_maps(x, self.layer, keep).float()
