@@ -396,6 +396,16 @@ def remove_with_dependents(path: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
+RESULT_STAGES = ("geodesics", "features", "prototypes", "predictions", "metrics")
+
+
+def _in_results_layout(root: Path, path: Path) -> bool:
+    """True for the artifacts of a ``results/<run>`` folder: files under its stage folders
+    and its top-level ``manifest.json`` (and their temporaries)."""
+    parts = path.relative_to(root).parts
+    return parts[0] in RESULT_STAGES or (len(parts) == 1 and "manifest.json" in parts[0])
+
+
 def verify_run(
     folder: str | os.PathLike[str], delete: bool = False
 ) -> tuple[int, list[tuple[Path, str]]]:
@@ -408,11 +418,16 @@ def verify_run(
     root = Path(folder)
     if not root.is_dir():
         raise CacheError(f"{root}: no such results folder")
+    if not any((root / stage).is_dir() for stage in RESULT_STAGES):
+        raise CacheError(
+            f"{root}: not a bt3d results folder (none of {', '.join(RESULT_STAGES)}); give "
+            "results/<run>"
+        )
     bad: list[tuple[Path, str]] = []
     checked = 0
     for path in sorted(root.rglob("*")):
-        if not path.is_file():
-            continue
+        if not path.is_file() or not _in_results_layout(root, path):
+            continue  # never judge (or delete) a file the workflow does not write
         if path.name.startswith(".") and path.name.endswith(".tmp"):
             bad.append((path, f"{path}: temporary file of an interrupted write"))
         elif path.suffix in (".npz", ".json"):

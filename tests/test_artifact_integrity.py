@@ -241,7 +241,7 @@ def test_temporaries_of_a_killed_writer_are_cleaned_up(tmp_path: Path, name: str
         from _common import remove_stale_temporaries
     finally:
         sys.path.remove(str(REPO / "scripts"))
-    path = tmp_path / "results" / "run" / "out" / "shard-0.json"
+    path = tmp_path / "results" / "run" / "predictions" / "chair" / "shard-0.json"
     code = CRASH.format(scripts=str(REPO / "scripts"), name=name, path=str(path))
     killed = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True)
     assert killed.returncode == 9, killed.stderr.decode()[-2000:]

@@ -97,6 +97,25 @@ def test_verify_run_reports_and_deletes_bad_files(tmp_path: Path) -> None:
     assert not (root / "prototypes" / "chair.npz").exists()  # computed from the features
 
 
+def test_verify_never_touches_files_the_workflow_does_not_write(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    import shutil
+
+    from bt3d.errors import CacheError
+
+    user = tmp_path / "kp"  # a user's KeypointNet folder: its JSON files carry no header
+    shutil.copytree(shared_data / "keypointnet-sample" / "annotations", user / "annotations")
+    with pytest.raises(CacheError, match="not a bt3d results folder"):
+        verify_run(user, delete=True)
+    assert (user / "annotations" / "chair.json").is_file()
+    root = run_folder(tmp_path)
+    notes = root / "notes.json"  # a user's file beside the artifacts
+    notes.write_text("[1, 2]")
+    assert verify_run(root, delete=True) == (3, [])
+    assert notes.read_text() == "[1, 2]"
+
+
 def test_prototype_header_is_checked(tmp_path: Path) -> None:
     path = run_folder(tmp_path) / "prototypes" / "chair.npz"
     assert KeypointPrototypes.load(path, {"config_hash": "abc"}).shot_ids == ["m"]
