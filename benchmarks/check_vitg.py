@@ -95,10 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         missing = [r for r in RULES if not ran.get(r)]
         assert not missing, f"rules that did not run: {missing}"
         results = workdir / "results" / "vitg-tiny"
-        for category in CATEGORIES:
-            with np.load(results / "features" / category / "shard-0.npz") as npz:
-                shape = npz["features"].shape
-            assert shape[0] == 5 and shape[2] == 1536, f"{category} features {shape}"
+        for category in CATEGORIES:  # the shots part (3 shapes) and one test shard (2)
+            for part, shapes in (("shots", 3), ("shard-0", 2)):
+                with np.load(results / "features" / category / f"{part}.npz") as npz:
+                    shape = npz["features"].shape
+                assert shape[0] == shapes and shape[2] == 1536, f"{category} {part} {shape}"
         assert (results / "tables" / "miou.csv").is_file()
         print(f"snakemake --cores 1: {wall:.0f} s; jobs: {ran}")
         report(workdir / "logs" / "vitg-tiny")
@@ -124,7 +125,7 @@ def report(logs: Path) -> None:
           f"over {len(per_view)} shapes")  # fmt: skip
     print(f"RSS after loading ViT-g: {max(weights)} MiB; peak RSS of a features job: "
           f"{max(peaks)} MiB; so a batch of {VIEWS} views adds <= "
-          f"{max(p - w for p, w in zip(peaks, weights))} MiB")  # fmt: skip
+          f"{max(p - w for p, w in zip(peaks, weights, strict=True))} MiB")  # fmt: skip
 
 
 if __name__ == "__main__":

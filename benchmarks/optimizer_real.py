@@ -31,7 +31,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from _common import read_feature_shard, read_geodesic_shard  # noqa: E402
+from _common import read_feature_part, read_geodesic_part  # noqa: E402
 
 from bt3d.fewshot import KeypointPrototypes  # noqa: E402
 from bt3d.io import read_annotations  # noqa: E402
@@ -46,11 +46,10 @@ def load_category(run: Path, dataset: Path, category: str) -> dict:
     }
     tests = []
     feature_paths = sorted((run / "features" / category).glob("shard-*.npz"))
-    for path in feature_paths:
-        shard = int(path.stem.split("-")[1])
-        expected = {"category": category, "shard": shard}
-        feat = read_feature_shard(str(path), {"kind": "features", **expected})
-        geo = read_geodesic_shard(
+    for path in feature_paths:  # the test parts (the shots part holds the labelled shapes)
+        expected = {"category": category, "part": path.stem}
+        feat = read_feature_part(str(path), {"kind": "features", **expected})
+        geo = read_geodesic_part(
             str(run / "geodesics" / category / path.name), {"kind": "geodesics", **expected}
         )
         if feat["model_ids"] != geo["model_ids"]:
