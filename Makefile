@@ -6,7 +6,7 @@
 #   make test-slurm  (root) a one-node SLURM cluster, the workflow through profiles/slurm
 #   make push    dvc add data/ and results/ of the config, dvc push
 #   make pull    dvc pull, then mark pulled results up to date for Snakemake
-#   make check-vitg       the paper's ViT-g/14 path, tiny, on CPU (~20 min, 10 GB disk)
+#   make check-vitg       the paper's ViT-g/14 path, tiny, on CPU (10-30 min, 10 GB disk)
 #   make check-pytorch3d  PyTorch3D backend vs embree in a side venv (.venv-pytorch3d, 5.6 GB)
 # Variables: CORES (2), CONFIG (extra --configfile), PYTHON (python3.11), TORCH_INDEX.
 
