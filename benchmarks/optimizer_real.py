@@ -8,7 +8,7 @@ overall: median wall and CPU time per shape, their ratio, mIoU and PCK at 0.00..
 ``scripts/evaluate.py`` does) and the mean geodesic error per keypoint (ground-truth
 keypoints whose semantic id the prototypes know), for both solvers on the same shapes.
 
-Artifacts are read with the workflow's own readers (``scripts/_common.py``), which delete a
+Artifacts are read with the workflow's own readers (``bt3d.results``), which delete a
 file whose header does not match: point this at a copy of the run if the run must stay intact.
 Reference predictions can be cached (``--reference-cache``) since they take ~40 s per shape.
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -29,14 +28,11 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-
-from _common import read_feature_part, read_geodesic_part  # noqa: E402
-
 from bt3d.fewshot import KeypointPrototypes  # noqa: E402
 from bt3d.io import read_annotations  # noqa: E402
 from bt3d.metrics import DEFAULT_THRESHOLDS, evaluate_category  # noqa: E402
 from bt3d.optimize import optimise_keypoints  # noqa: E402
+from bt3d.results import read_feature_part, read_geodesic_part  # noqa: E402
 
 
 def load_category(run: Path, dataset: Path, category: str) -> dict:
@@ -48,12 +44,11 @@ def load_category(run: Path, dataset: Path, category: str) -> dict:
     feature_paths = sorted((run / "features" / category).glob("shard-*.npz"))
     for path in feature_paths:  # the test parts (the shots part holds the labelled shapes)
         expected = {"category": category, "part": path.stem}
-        feat = read_feature_part(str(path), {"kind": "features", **expected})
-        geo = read_geodesic_part(
-            str(run / "geodesics" / category / path.name), {"kind": "geodesics", **expected}
+        geo_path = str(run / "geodesics" / category / path.name)
+        geo = read_geodesic_part(geo_path, {"kind": "geodesics", **expected})
+        features = read_feature_part(
+            str(path), {"kind": "features", **expected}, geo_path, geo["model_ids"]
         )
-        if feat["model_ids"] != geo["model_ids"]:
-            raise SystemExit(f"{path}: model ids differ from the geodesics shard")
         for i, model_id in enumerate(geo["model_ids"]):
             if geo["labelled"][i]:
                 continue
@@ -61,7 +56,7 @@ def load_category(run: Path, dataset: Path, category: str) -> dict:
             tests.append(
                 {
                     "model_id": model_id,
-                    "features": feat["features"][i].astype(np.float32),
+                    "features": features[i].astype(np.float32),
                     "geodesic": norm,
                     "raw": norm * geo["scale"][i],
                     "truth": annotations[model_id],

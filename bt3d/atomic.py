@@ -81,3 +81,12 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(dir_fd)
+
+
+def remove_stale_temporaries(outputs: list[str]) -> None:
+    """Delete the ``.<name>.*.tmp`` files that a killed writer left beside ``outputs``."""
+    for out in outputs:
+        path = Path(out)
+        if path.parent.is_dir():
+            for tmp in path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}"):
+                tmp.unlink(missing_ok=True)

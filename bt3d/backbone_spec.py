@@ -108,7 +108,7 @@ def check_backbone_settings(name: str, layer: str | None, image_size: int) -> No
     if entry.depth is None and layer not in (None, "last_norm"):
         raise BackboneError(
             f"backbone.layer={layer!r} is meaningless for {name!r}, which has no layers; "
-            "set backbone.layer: null"
+            "set backbone.layer: null (bt3d commands: --layer none)"
         )
     if entry.depth is not None and layer is not None:
         parse_layer(layer, entry.depth)

@@ -72,7 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     syn.add_argument("--points", type=int, default=2048, help="points per cloud (2048)")
     syn.add_argument("--seed", type=int, default=0)
 
-    feat = sub.add_parser("features", help="back-projected point features of one shape")
+    feat = sub.add_parser(
+        "features",
+        help="back-projected point features of one shape",
+        description="Features of one shape with the workflow's settings: the defaults of "
+        "config.yaml, updated by --config FILE (the workflow's config format), updated by the "
+        "options given here.",
+    )
     feat.add_argument("mesh", type=Path, metavar="MESH.ply")
     feat.add_argument(
         "points",
@@ -82,38 +88,39 @@ def _parser() -> argparse.ArgumentParser:
         help="point cloud; when absent, --n-points are sampled on the mesh surface",
     )
     feat.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.npz")
-    feat.add_argument("--backbone", default="dinov2_vits14_offline")
-    feat.add_argument("--layer", default=None, help="ViT layer: last_norm, block9, blocks9-11")
-    feat.add_argument("--checkpoint", default=None, help="local backbone weights file")
-    feat.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    feat.add_argument("--n-points", type=int, default=2048)
+    _add_config_option(feat)
+    feat.add_argument("--backbone", help="backbone.name")
+    feat.add_argument(
+        "--layer", type=_nullable, help="backbone.layer: last_norm, block9, blocks9-11, none"
+    )
+    feat.add_argument("--checkpoint", type=_nullable, help="backbone.checkpoint (weights file)")
+    feat.add_argument("--device", help="device: auto, cpu, cuda or cuda:N")
+    feat.add_argument("--n-points", type=int, default=2048, help="points sampled (2048)")
     feat.add_argument("--seed", type=int, default=0, help="seed of the surface sampling")
-    feat.add_argument("--n-azimuth", type=int, default=12)
-    feat.add_argument("--n-polar", type=int, default=5)
-    feat.add_argument("--image-size", type=int, default=224)
-    feat.add_argument("--sampling", choices=("nearest", "bilinear"), default="nearest")
-    feat.add_argument("--sigma", type=float, default=0.01)
-    feat.add_argument("--render-backend", default="embree")
-    feat.add_argument("--batch-size", type=int, default=8)
+    feat.add_argument("--n-azimuth", type=int, help="render.n_azimuth")
+    feat.add_argument("--n-polar", type=int, help="render.n_polar")
+    feat.add_argument("--image-size", type=int, help="render.image_size")
+    feat.add_argument("--render-backend", help="render.backend")
+    feat.add_argument("--sampling", choices=("nearest", "bilinear"), help="features.sampling")
+    feat.add_argument("--sigma", type=float, help="features.sigma")
+    feat.add_argument("--knn", type=int, help="features.knn")
+    feat.add_argument("--batch-size", type=int, help="backbone.batch_size")
     feat.add_argument(
         "--surface-tolerance",
         type=float,
-        default=0.01,
-        help="largest distance of a POINTS.pcd point from the mesh surface, as a fraction of "
-        "the mesh's bounding-box diagonal (dataset.surface_tolerance)",
+        help="dataset.surface_tolerance: largest distance of a POINTS.pcd point from the mesh "
+        "surface, as a fraction of the mesh's bounding-box diagonal",
     )
     feat.add_argument(
         "--precision",
         choices=("float32", "bfloat16", "float16"),
-        default="bfloat16",
-        help="autocast type of the backbone (bfloat16; float32 = none, the reference)",
+        help="backbone.precision: autocast type of the backbone (float32 = none, the reference)",
     )
     feat.add_argument(
         "--tokens",
         choices=("all", "object"),
-        default="all",
-        help="ViT patches that enter attention: all (default), or only those the shape covers "
-        "(object: faster, -4 points mIoU@0.05 on the embedded dataset)",
+        help="backbone.tokens: ViT patches that enter attention: all, or only those the shape "
+        "covers (object: faster, -4 points mIoU@0.05 on the embedded dataset)",
     )
     feat.add_argument(
         "--model-id",
@@ -124,11 +131,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     feat.add_argument(
         "--normalise",
-        action="store_true",
-        help="render the shape centred and scaled to a unit bounding-box diagonal (for "
-        "shapes not at ShapeNet's scale); stored points and predicted xyz stay in the "
-        "files' frame",
+        action=argparse.BooleanOptionalAction,
+        help="dataset.normalise: render the shape centred and scaled to a unit bounding-box "
+        "diagonal and measure geodesics in that unit; stored points and predicted xyz stay in "
+        "the files' frame",
     )
+    _suppress_defaults(feat, FEATURE_OPTIONS)
 
     proto = sub.add_parser(
         "prototypes",
@@ -154,22 +162,25 @@ def _parser() -> argparse.ArgumentParser:
         help="KeypointNet-format annotation file; repeat for several files",
     )
     proto.add_argument("-o", "--output", type=Path, required=True, metavar="P.npz")
+    _add_config_option(proto)
     proto.add_argument(
         "--reduction",
         choices=("mean", "sum"),
-        default="mean",
-        help="target distance of a keypoint pair over the labelled shapes: mean (default) or "
-        "sum (the reference code)",
+        help="optimiser.prototype_reduction: target distance of a keypoint pair over the "
+        "labelled shapes, mean or sum (the reference code)",
     )
+    _suppress_defaults(proto, ["reduction"])
 
     pred = sub.add_parser("predict", help="predict keypoints from prototypes and features")
     pred.add_argument("features", type=Path, metavar="FEATURES.npz")
     pred.add_argument("--prototypes", type=Path, required=True, metavar="P.npz")
     pred.add_argument("-o", "--output", type=Path, required=True, metavar="pred.json")
-    pred.add_argument("--mode", choices=("fast", "reference"), default="fast")
-    pred.add_argument("--steps", type=int, default=None)
-    pred.add_argument("--seed", type=int, default=0)
-    pred.add_argument("--device", default="cpu")
+    _add_config_option(pred)
+    pred.add_argument("--mode", choices=("fast", "reference"), help="optimiser.mode")
+    pred.add_argument("--steps", type=int, help="optimiser.steps")
+    pred.add_argument("--seed", type=int, help="optimiser.seed")
+    pred.add_argument("--device", help="device: auto, cpu, cuda or cuda:N")
+    _suppress_defaults(pred, ["mode", "steps", "seed"])
 
     _add_detect_parser(sub)
 
@@ -181,6 +192,72 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument("folder", type=Path, metavar="FOLDER", help="e.g. results/<run>")
     ver.add_argument("--delete", action="store_true", help="delete corrupt/stale files")
     return parser
+
+
+# Options of the commands that set a key of the workflow's config: option -> (section, key).
+CONFIG_KEYS = {
+    "backbone": ("backbone", "name"),
+    "layer": ("backbone", "layer"),
+    "checkpoint": ("backbone", "checkpoint"),
+    "batch_size": ("backbone", "batch_size"),
+    "precision": ("backbone", "precision"),
+    "tokens": ("backbone", "tokens"),
+    "n_azimuth": ("render", "n_azimuth"),
+    "n_polar": ("render", "n_polar"),
+    "image_size": ("render", "image_size"),
+    "render_backend": ("render", "backend"),
+    "sampling": ("features", "sampling"),
+    "sigma": ("features", "sigma"),
+    "knn": ("features", "knn"),
+    "normalise": ("dataset", "normalise"),
+    "surface_tolerance": ("dataset", "surface_tolerance"),
+    "reduction": ("optimiser", "prototype_reduction"),
+    "mode": ("optimiser", "mode"),
+    "steps": ("optimiser", "steps"),
+    "seed": ("optimiser", "seed"),
+}
+
+
+def _nullable(value: str) -> str | None:
+    """An option value where ``none`` / ``null`` means the config's null."""
+    return None if value.lower() in ("none", "null") else value
+
+
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="a config file in the workflow's format (e.g. config/paper.yaml) over the "
+        "defaults of config.yaml; the other options override it",
+    )
+
+
+def _config(args: argparse.Namespace, keys: Sequence[str]) -> dict:
+    """The workflow config this command runs with: defaults, ``--config``, then the options
+    ``keys`` of :data:`CONFIG_KEYS` that were given (plus ``--device``)."""
+    from bt3d.settings import load_config
+
+    given = vars(args)  # options not given are absent (_suppress_defaults)
+    overrides: dict = {}
+    for option in keys:
+        if option in given:
+            section, key = CONFIG_KEYS[option]
+            overrides.setdefault(section, {})[key] = given[option]
+    if "device" in given:
+        overrides["device"] = given["device"]
+    return load_config(args.config, overrides)
+
+
+def _suppress_defaults(parser: argparse.ArgumentParser, keys: Sequence[str]) -> None:
+    """Options ``keys`` (and ``--device``) that are not given stay absent from the parsed
+    arguments, so that the config decides (a given ``--layer none`` is a value, null)."""
+    for action in parser._actions:
+        if action.dest in (*keys, "device"):
+            action.default = argparse.SUPPRESS
+
+
+FEATURE_OPTIONS = [k for k, (section, _) in CONFIG_KEYS.items() if section != "optimiser"]
 
 
 def _add_detect_parser(sub) -> None:
@@ -270,48 +347,40 @@ def _cmd_synthetic(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
+    import torch
+
+    from bt3d.backbone_spec import check_backbone_settings
     from bt3d.backbones import get_backbone
     from bt3d.cache import config_hash
     from bt3d.consistency import check_points_on_mesh
-    from bt3d.io import read_pcd, read_ply
-    from bt3d.pipeline import (
-        extract_shape_features,
-        feature_settings,
-        sample_surface,
-        save_shape_features,
-    )
+    from bt3d.device import resolve_device
+    from bt3d.io import load_mesh, read_pcd
+    from bt3d.pipeline import sample_surface, save_shape_features
+    from bt3d.settings import FeatureSettings, GeodesicSettings
+    from bt3d.stages import shape_features, shape_geodesic
 
-    mesh = read_ply(args.mesh)
+    config = _config(args, FEATURE_OPTIONS)
+    settings, geodesic = FeatureSettings.from_config(config), GeodesicSettings.from_config(config)
+    bb = settings.backbone
+    check_backbone_settings(bb.name, bb.layer, settings.render.image_size)
+    mesh = load_mesh(args.mesh)
     if args.points is not None:
         points = read_pcd(args.points)[0].astype(np.float64)
-        check_points_on_mesh(mesh, points, args.points, args.surface_tolerance)
+        check_points_on_mesh(mesh, points, args.points, geodesic.surface_tolerance)
     else:
         points = sample_surface(mesh, args.n_points, args.seed)
-    backbone = get_backbone(args.backbone, args.device, args.checkpoint, args.layer)
-    settings = {
-        "n_azimuth": args.n_azimuth,
-        "n_polar": args.n_polar,
-        "image_size": args.image_size,
-        "sampling": args.sampling,
-        "sigma": args.sigma,
-        "render_backend": args.render_backend,
-        "normalise": args.normalise,
-        "precision": args.precision,
-        "tokens": args.tokens,
-    }
-    shape = extract_shape_features(
-        mesh,
-        points,
-        backbone,
-        batch_size=args.batch_size,
-        device=args.device,
-        **settings,
-    )
+    device = resolve_device(config["device"])
+    backbone = get_backbone(bb.name, device, bb.checkpoint, bb.layer)
+    model_id = args.mesh.stem if args.model_id is None else args.model_id
+    encoded, scale = shape_geodesic(mesh, points, geodesic, model_id, torch.get_num_threads())
+    shape = shape_features(mesh, points, backbone, settings, device, encoded, scale)
+    key = {"features": settings.to_dict(), "geodesic": geodesic.to_dict()}
     header = {
-        "config_hash": config_hash(feature_settings(args.backbone, args.layer, **settings)),
-        "backbone": args.backbone,
-        "layer": args.layer,
-        "model_id": args.mesh.stem if args.model_id is None else args.model_id,
+        "config_hash": config_hash(key),
+        "settings": key,
+        "backbone": bb.name,
+        "layer": bb.layer,
+        "model_id": model_id,
         "mesh": str(args.mesh),
         "points_file": None if args.points is None else str(args.points),
     }
@@ -398,7 +467,9 @@ def _cmd_prototypes(args: argparse.Namespace) -> int:
     from bt3d.fewshot import LabelledShape, build_prototypes
     from bt3d.io import CATEGORY_IDS, category_of, validate_annotation
     from bt3d.pipeline import load_shape_features
+    from bt3d.stages import labelled_shape
 
+    reduction = _config(args, ["reduction"])["optimiser"]["prototype_reduction"]
     annotations = _read_all_annotations(args.annotations)
     named = ", ".join(str(p) for p in args.annotations)
     labelled: list[LabelledShape] = []
@@ -449,30 +520,22 @@ def _cmd_prototypes(args: argparse.Namespace) -> int:
                 f"class {other}; prototypes are built per category"
             )
         classes.setdefault(ann.class_id, path)
-        labelled.append(
-            LabelledShape(
-                features=shape.features.astype(np.float32),
-                geodesic_normalised=shape.geodesic_normalised.astype(np.float64),
-                semantic_ids=ann.semantic_ids,
-                point_indices=ann.point_indices,
-                model_id=model_id,
-            )
-        )
+        labelled.append(labelled_shape(ann, shape.features, shape.geodesic_normalised))
         feature_hashes.append(header.get("config_hash"))
     if not any(s.semantic_ids.size for s in labelled):
         raise DataError(f"{named}: the labelled shapes have no keypoints annotated")
-    prototypes = build_prototypes(labelled, reduction=args.reduction)
+    prototypes = build_prototypes(labelled, reduction=reduction)
     assert first is not None  # nargs="+" gives at least one file
     class_id = next(iter(classes))
     header = {
         "kind": "prototypes",
         "category": category_of(class_id) if class_id in CATEGORY_IDS.values() else class_id,
-        "config_hash": config_hash({"features": feature_hashes, "reduction": args.reduction}),
+        "config_hash": config_hash({"features": feature_hashes, "reduction": reduction}),
         "shot_ids": [s.model_id for s in labelled],
         # checked by `bt3d predict` against the features of the shapes to predict on
         "backbone": first[1].get("backbone"),
         "layer": first[1].get("layer"),
-        "reduction": args.reduction,
+        "reduction": reduction,
         "features_files": [str(p) for p in args.labelled],
         "annotations": [str(p) for p in args.annotations],
     }
@@ -485,11 +548,14 @@ def _cmd_prototypes(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from bt3d.cache import save_json_atomic
+    from bt3d.device import resolve_device
     from bt3d.fewshot import KeypointPrototypes
-    from bt3d.optimize import optimise_keypoints
     from bt3d.pipeline import load_shape_features
+    from bt3d.settings import OptimiserSettings
+    from bt3d.stages import predict_shape, save_predictions
 
+    config = _config(args, ["mode", "steps", "seed"])
+    settings = OptimiserSettings.from_config(config)
     shape, header = load_shape_features(args.features)
     prototypes = KeypointPrototypes.load(args.prototypes)
     _check_same_backbone(
@@ -500,27 +566,24 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             f"{args.prototypes}: prototypes have {prototypes.features.shape[1]} channels but "
             f"{args.features} has {shape.features.shape[1]} (different backbone or layer?)"
         )
-    prediction = optimise_keypoints(
+    model_id = header.get("model_id") or args.features.stem
+    record = predict_shape(
+        model_id,
         shape.features,
         shape.geodesic_normalised,
         prototypes,
-        mode=args.mode,
-        steps=args.steps,
-        seed=args.seed,
-        device=args.device,
+        settings,
+        resolve_device(config["device"]),
     )
-    out = {
+    record["xyz"] = shape.points[record["indices"]]
+    predictions_header = {
+        "kind": "predictions",
         "features": str(args.features),
         "prototypes": str(args.prototypes),
-        "model_id": header.get("model_id"),
         "backbone": header.get("backbone"),
-        "semantic_ids": prediction.semantic_ids.tolist(),
-        "indices": prediction.indices.tolist(),
-        "confidences": [float(c) for c in prediction.confidences],
     }
-    out["xyz"] = shape.points[prediction.indices].tolist()
-    save_json_atomic(args.output, out)
-    print(f"wrote {args.output}: {len(prediction.indices)} keypoints")
+    save_predictions(args.output, predictions_header, prototypes, settings, [record])
+    print(f"wrote {args.output}: {len(record['indices'])} keypoints")
     return 0
 
 
@@ -536,7 +599,7 @@ def _cmd_backbones(_args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from bt3d.cache import verify_run
+    from bt3d.results import verify_run
 
     checked, bad = verify_run(args.folder, delete=args.delete)
     for _path, problem in bad:

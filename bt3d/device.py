@@ -27,3 +27,23 @@ def resolve_device(name: str = "auto") -> torch.device:
             )
         return torch.device(name)
     raise ConfigError(f"unknown device {name!r}; expected one of {DEVICE_CHOICES} or 'cuda:N'")
+
+
+def memory_report(device: torch.device | str = "cpu") -> str:
+    """``"RSS now X MiB, peak Y MiB"`` of this process (Linux), plus the peak of CUDA
+    memory allocated by torch on a CUDA ``device`` (what sizes a GPU run)."""
+    import contextlib
+    import resource
+    from pathlib import Path
+
+    now = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                now = str(int(line.split()[1]) // 1024)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # KiB on Linux
+    report = f"RSS now {now} MiB, peak {peak} MiB"
+    if torch.device(device).type == "cuda":
+        allocated = torch.cuda.max_memory_allocated(device) // 2**20
+        report += f", CUDA peak allocated {allocated} MiB"
+    return report

@@ -25,49 +25,8 @@ Two solvers:
   indices stop changing. ``benchmarks/optimizer.py``
   measures speed and accuracy against the reference.
 
-What the fast-mode ablations on the benchmark's synthetic chair problems showed (8 test
-shapes, C=384, mean geodesic error; the reference reached 0.026 on its shapes): 64 candidates
-0.026, 32 0.038, 16 0.091, 128 0.027-0.038 (so 64); noise start on the same candidates 0.056
-(so the similarity start); a no-keypoint start logit of 0 instead of log(M) made predictions
-flip between steps (so log(M)); all N points with the similarity start 0.036 at 5x the time
-(so candidates); early stopping after ~190 steps 0.026 vs 300 steps 0.025. Eight random
-restarts keeping the lowest loss did not help at C=1536.
-
-``candidates`` may also list several sizes: the problem is solved once per size and each
-shape keeps the solution with the lowest loss, which is the true objective (the reference
-loss on all N points with the excluded logits at -inf). ``refine_steps`` (a second stage on
-all N points from the kept solution, other logits ``refine_floor`` below "no keypoint") is
-kept per shape only if it lowers that loss.
-
-Larger samples, 1 thread, reference predictions cached (both benchmarks): synthetic problems
-(3 seeds x 6 test shapes at C=384 and at C=1536 = 36 shapes, the reference on 18) and real
-offline DINOv2 ViT-S/14 features of the synthetic demo run (3 categories x 21 test shapes =
-63, the reference on 8 per category = 24). Default fast vs reference on the same shapes:
-real mIoU@0/0.05/0.10 0.189/0.646/0.794 vs 0.156/0.650/0.816, PCK@0.05 0.660 vs 0.541, mean
-geodesic error 0.148 vs 0.268, CPU 0.26 s vs 33 s per shape; synthetic IoU@0.05/0.10
-0.671/0.967 vs 0.829/0.950, PCK@0.05 0.794 vs 0.883, error 0.041 vs 0.063, CPU 0.19-0.23 s
-vs 29-42 s. A paired bootstrap over shapes resolves one gap only: synthetic IoU@0.05 (-0.16,
-95% CI [-0.25, -0.07]); real mIoU@0.10 -0.022 is within [-0.063, +0.015].
-
-The objective does not explain that gap. The default's loss is below the reference's on 5/18
-synthetic and 13/24 real shapes; refinement (300 steps) brings it below the reference's on
-all 42 without closing the gap (synthetic IoU@0.05 0.660, error 0.056). Between two
-solutions of one shape, the lower loss has the lower error on about half the shapes where
-they differ (64 vs (64, 128) candidates: synthetic 18/32, real 29/51; refined vs not: 10/24,
-25/47), so choosing by the objective is close to a coin flip for accuracy. Several sizes (64, 128)
-and refinement therefore stay off: neither improves accuracy on both benchmarks (bootstrap
-CIs vs the default include 0, except refinement's synthetic IoU@0.10, -0.016, CI [-0.036,
--0.003]).
-
-The start matters more. A spread start (``candidates=256, temperature=1.0``: near uniform over
-256 candidates per keypoint, about one point of mass per column, like the reference's own
-state after ~1000 of its steps: column mass 1.3, max 0.006 on a synthetic shape) raises
-synthetic IoU@0.05 by +0.125 (CI [+0.07, +0.17]) over the default and is significantly worse
-than the reference on none of IoU@0.05/0.10 and error on either benchmark (synthetic IoU@0.05
--0.068, CI [-0.145, +0.005]) at 0.2-0.8 s per shape (>= 50x faster). But on real features it
-cannot be told apart from the default (mIoU@0.05 -0.009, CI [-0.043, +0.023]; error -0.014,
-CI [-0.060, +0.026]), so it is not the default.
-
+Why these defaults (candidates, start, early stopping, no restarts or refinement): the
+measurements are in docs/findings/optimizer.md.
 
 Everything runs on the device passed in (CPU or CUDA); on CPU the same inputs and seed give
 bit-identical predictions.

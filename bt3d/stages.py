@@ -1,8 +1,13 @@
-"""The workflow's per-part stages, as library calls that the rules' scripts make.
+"""The stages of the method as library calls: one path for the workflow and the ``bt3d`` CLI.
 
-A part is ``shots`` (the labelled shapes of a category) or ``shard-k`` (every ``shards``-th
-test shape), see :mod:`bt3d.selection`. Each stage reads the shapes' files, checks that they
-agree with each other, and writes one artifact through :mod:`bt3d.cache`.
+Per shape (both paths): :func:`shape_geodesic` -> :func:`shape_features` ->
+:func:`labelled_shape` (labelled shapes, for :func:`bt3d.fewshot.build_prototypes`) ->
+:func:`predict_shape`. The workflow's rules run them per part of a category (``shots`` = the
+labelled shapes, ``shard-k`` = every ``shards``-th test shape, see :mod:`bt3d.selection`):
+:func:`part_geodesics`, :func:`part_features`, :func:`category_prototypes`,
+:func:`part_predictions`, each reading its inputs through :mod:`bt3d.results` and writing one
+artifact. Geodesics are used as they are stored (float16, :func:`bt3d.cache.encode_geodesic`)
+by every later stage of both paths, so identical settings give identical artifacts.
 """
 
 from __future__ import annotations
@@ -14,16 +19,134 @@ from typing import Any
 
 import numpy as np
 
-from bt3d.cache import encode_geodesic, save_arrays
+from bt3d.cache import encode_geodesic, make_header, save_arrays, save_json_atomic
 from bt3d.consistency import check_annotation_points, check_points_on_mesh
 from bt3d.errors import DataError
+from bt3d.fewshot import KeypointPrototypes, LabelledShape, build_prototypes
 from bt3d.geodesic import geodesic_matrix
 from bt3d.integrity import describe_missing
-from bt3d.io import load_mesh, load_points, validate_annotation
-from bt3d.selection import MAX_LISTED, CategorySelection
+from bt3d.io import KeypointNetDataset, load_mesh, load_points, validate_annotation
+from bt3d.results import (
+    Provenance,
+    read_feature_part,
+    read_geodesic_part,
+    rebuild_on_error,
+)
+from bt3d.selection import MAX_LISTED, CategorySelection, select_category
+from bt3d.settings import FeatureSettings, GeodesicSettings, OptimiserSettings
 from bt3d.structures import Mesh, ShapeAnnotation
 
 ShapePaths = Sequence[tuple[str, str]]  # (point cloud, mesh) per shape
+
+
+# ----------------------------------------------------------------------------- per shape
+
+
+def shape_geodesic(
+    mesh: Mesh, points: np.ndarray, settings: GeodesicSettings, source: str, threads: int = 1
+) -> tuple[np.ndarray, float]:
+    """A shape's geodesics as stored: ``(normalised (N, N) float16, scale)``, raw = both's
+    product; with ``settings.normalise`` in units of the mesh's bounding-box diagonal."""
+    from bt3d.pipeline import unit_box
+
+    if settings.normalise:
+        points = unit_box(mesh, points)[1]
+    raw = geodesic_matrix(
+        points, k=settings.knn, unreachable=settings.unreachable, source=source, threads=threads
+    )
+    return encode_geodesic(raw)
+
+
+def shape_features(
+    mesh: Mesh,
+    points: np.ndarray,
+    backbone: Any,
+    settings: FeatureSettings,
+    device: Any,
+    geodesic: np.ndarray,
+    scale: float,
+):
+    """:func:`bt3d.pipeline.extract_shape_features` of a shape, smoothed with its stored
+    geodesics (``geodesic`` (N, N) float16 normalised, ``scale`` its maximum)."""
+    from bt3d.pipeline import extract_shape_features
+
+    return extract_shape_features(
+        mesh,
+        points,
+        backbone,
+        device=device,
+        geodesic=geodesic.astype(np.float64) * scale,
+        **settings.extraction_options(),
+    )
+
+
+def labelled_shape(
+    annotation: ShapeAnnotation, features: np.ndarray, geodesic: np.ndarray
+) -> LabelledShape:
+    """A labelled shape of the few-shot model: its (N, C) features, (N, N) stored normalised
+    geodesics and the annotation's keypoints."""
+    return LabelledShape(
+        features=features.astype(np.float32),
+        geodesic_normalised=geodesic.astype(np.float64),
+        semantic_ids=annotation.semantic_ids,
+        point_indices=annotation.point_indices,
+        model_id=annotation.model_id,
+    )
+
+
+def predict_shape(
+    model_id: str,
+    features: np.ndarray,
+    geodesic: np.ndarray,
+    prototypes: KeypointPrototypes,
+    settings: OptimiserSettings,
+    device: Any,
+) -> dict[str, Any]:
+    """One prediction record: ``model_id``, ``semantic_ids``, ``indices`` (into the shape's
+    points), ``confidences``, ``steps_run``, ``final_loss``, from (N, C) features and (N, N)
+    stored normalised geodesics."""
+    from bt3d.optimize import optimise_keypoints
+
+    pred = optimise_keypoints(
+        features.astype(np.float32),
+        geodesic.astype(np.float64),
+        prototypes,
+        device=device,
+        **settings.optimise_options(),
+    )
+    print(f"{model_id}: {pred.steps_run} steps, loss {pred.final_loss:.4f}")
+    return {
+        "model_id": model_id,
+        "semantic_ids": pred.semantic_ids,
+        "indices": pred.indices,
+        "confidences": pred.confidences,
+        "steps_run": pred.steps_run,
+        "final_loss": pred.final_loss,
+    }
+
+
+def save_predictions(
+    path: str | Path,
+    header: Mapping[str, Any],
+    prototypes: KeypointPrototypes,
+    settings: OptimiserSettings,
+    records: Sequence[Mapping[str, Any]],
+) -> None:
+    """The predictions artifact (one layout for the workflow and ``bt3d predict``)."""
+    save_json_atomic(
+        path,
+        {
+            "header": make_header(
+                **header, seed=settings.seed, model_ids=[r["model_id"] for r in records]
+            ),
+            "optimiser": settings.to_dict(),
+            "known_semantic_ids": [int(k) for k in prototypes.semantic_ids],
+            "predictions": list(records),
+        },
+    )
+
+
+# ----------------------------------------------------------------------------- per part
 
 
 def check_part_files(model_ids: Sequence[str], files: ShapePaths) -> None:
@@ -35,6 +158,13 @@ def check_part_files(model_ids: Sequence[str], files: ShapePaths) -> None:
             f"the job's shape files {[Path(p).name for p, _ in files][:3]} are not those of "
             f"its shapes {list(model_ids)[:3]}; rerun so that Snakemake plans the part again"
         )
+
+
+def pairs(files: Sequence[str]) -> list[tuple[str, str]]:
+    """``(point cloud, mesh)`` per shape from a job's ``shapes`` input (``shape_files`` in
+    workflow/rules/common.smk lists .pcd then .ply per shape)."""
+    files = list(files)
+    return list(zip(files[0::2], files[1::2], strict=True))
 
 
 def load_checked_shape(
@@ -67,50 +197,39 @@ def report_selection(selection: CategorySelection) -> None:
 
 
 def part_geodesics(
-    annotations: Mapping[str, ShapeAnnotation],
-    selection: CategorySelection,
+    dataset: KeypointNetDataset,
+    order_file: str,
+    selection_settings: Mapping[str, Any],
     part: str,
-    shards: int,
-    files: ShapePaths,
-    settings: Mapping[str, Any],
+    files: Sequence[str],
+    settings: GeodesicSettings,
     output: str,
-    header: Mapping[str, Any],
+    provenance: Provenance,
     threads: int = 1,
 ) -> None:
     """Geodesic matrices of one part's shapes, written to ``output``.
 
     Args:
-        annotations: model id -> annotation of the category.
-        selection: the category's split; ``part`` of it is computed.
-        files: (point cloud, mesh) of each of the part's shapes.
-        settings: ``knn``, ``unreachable``, ``normalise`` (divide by the mesh's bounding-box
-            diagonal first) and ``surface_tolerance`` (see bt3d.consistency).
-        header: fields for the artifact's header (kind, category, config hash, part).
+        dataset, order_file, selection_settings: the category's split
+            (:func:`bt3d.selection.select_category`); ``part`` of it is computed.
+        files: the job's ``shapes`` input (:func:`pairs`).
         threads: for the all-pairs shortest paths (:func:`bt3d.geodesic.geodesic_matrix`).
 
     The artifact holds ``geodesic`` (S, N, N) float16 normalised by each shape's maximum,
     ``scale`` (S,) float64, ``model_ids`` (S,) and ``labelled`` (S,) bool.
     """
-    from bt3d.pipeline import unit_box
-
+    selection = select_category(dataset, order_file, provenance.category, selection_settings)
+    annotations = dataset.annotations(provenance.category)
     report_selection(selection)
-    model_ids = selection.part(part, shards)
-    check_part_files(model_ids, files)
+    model_ids = selection.part(part, selection_settings["shards"])
+    shapes = pairs(files)
+    check_part_files(model_ids, shapes)
     encoded, scales = [], []
-    for model_id, shape_files in zip(model_ids, files, strict=True):
+    for model_id, shape_files in zip(model_ids, shapes, strict=True):
         mesh, points = load_checked_shape(
-            annotations[model_id], shape_files, settings["surface_tolerance"]
+            annotations[model_id], shape_files, settings.surface_tolerance
         )
-        if settings["normalise"]:  # geodesics in units of the mesh's bounding-box diagonal
-            points = unit_box(mesh, points)[1]
-        raw = geodesic_matrix(
-            points,
-            k=settings["knn"],
-            unreachable=settings["unreachable"],
-            source=model_id,
-            threads=threads,
-        )
-        matrix, scale = encode_geodesic(raw)
+        matrix, scale = shape_geodesic(mesh, points, settings, model_id, threads)
         encoded.append(matrix)
         scales.append(scale)
         print(f"{selection.category}/{model_id}: geodesic diameter {scale:.4f}")
@@ -125,8 +244,8 @@ def part_geodesics(
             "labelled": np.asarray([m in labelled for m in model_ids], dtype=bool),
         },
         {
-            **settings,
-            **header,
+            **settings.to_dict(),
+            **provenance.header("geodesics", part=part),
             "model_ids": model_ids,
             "skipped_shapes": selection.skipped,
             "sample_order": selection.order_file,
@@ -135,56 +254,44 @@ def part_geodesics(
 
 
 def part_features(
-    model_ids: Sequence[str],
-    files: ShapePaths,
-    geodesic: np.ndarray,
-    scale: np.ndarray,
-    backbone: Any,
-    settings: Mapping[str, Any],
-    device: Any,
+    geodesics: str,
+    files: Sequence[str],
+    settings: FeatureSettings,
+    device_name: str,
+    threads: int,
     output: str,
-    header: Mapping[str, Any],
+    provenance: Provenance,
+    part: str,
 ) -> None:
-    """Back-projected, geodesically smoothed features of one part's shapes, to ``output``.
-
-    Args:
-        model_ids: the part's shapes, in the order of its geodesics artifact.
-        files: (point cloud, mesh) of each.
-        geodesic: (S, N, N) normalised geodesics of the part; ``scale`` (S,) their maxima.
-        backbone: from :func:`bt3d.backbones.get_backbone`.
-        settings: the ``features`` params: ``render``, ``backbone`` (batch_size, precision),
-            ``sampling``, ``normalise``, ``sigma``.
+    """Back-projected, geodesically smoothed features of one part's shapes, to ``output``,
+    in the order of the part's geodesics artifact ``geodesics`` (whose matrices are reused).
 
     The artifact holds ``features`` (S, N, C) float32, ``counts`` (S, N) views that saw each
     point, and ``model_ids`` (S,).
     """
-    from bt3d.pipeline import extract_shape_features
+    import torch
 
-    check_part_files(model_ids, files)
-    render, bb = settings["render"], settings["backbone"]
+    from bt3d.backbones import get_backbone
+    from bt3d.device import memory_report, resolve_device
+
+    torch.set_num_threads(max(1, threads))
+    device = resolve_device(device_name)
+    geo = read_geodesic_part(geodesics, provenance.header("geodesics", part=part))
+    model_ids = geo["model_ids"]
+    shapes = pairs(files)
+    check_part_files(model_ids, shapes)
+    bb = settings.backbone
+    loading = time.perf_counter()
+    backbone = get_backbone(bb.name, device=device, checkpoint=bb.checkpoint, layer=bb.layer)
+    print(f"backbone {bb.name} loaded in {time.perf_counter() - loading:.1f} s; "
+          f"memory: {memory_report(device)}")  # fmt: skip
     features, counts = [], []
-    for i, (model_id, (pcd, ply)) in enumerate(zip(model_ids, files, strict=True)):
+    for i, (model_id, (pcd, ply)) in enumerate(zip(model_ids, shapes, strict=True)):
         start = time.perf_counter()
-        shape = extract_shape_features(
-            load_mesh(ply),
-            load_points(pcd),
-            backbone,
-            n_azimuth=render["n_azimuth"],
-            n_polar=render["n_polar"],
-            distance=render["distance"],
-            fov=render["fov"],
-            image_size=render["image_size"],
-            render_backend=render["backend"],
-            textured=render["textured"],
-            sampling=settings["sampling"],
-            normalise=settings["normalise"],
-            sigma=settings["sigma"],
-            batch_size=bb["batch_size"],
-            precision=bb["precision"],
-            tokens=bb["tokens"],
-            device=device,
-            geodesic=geodesic[i].astype(np.float64) * scale[i],
-        )
+        shape = shape_features(
+            load_mesh(ply), load_points(pcd), backbone, settings, device,
+            geo["geodesic"][i], geo["scale"][i],
+        )  # fmt: skip
         features.append(shape.features.astype(np.float32))
         counts.append(shape.counts.astype(np.int64))
         print(
@@ -199,5 +306,72 @@ def part_features(
             "counts": np.stack(counts) if counts else np.zeros((0, 0), np.int64),
             "model_ids": np.asarray(model_ids, dtype=str),
         },
-        {**settings, **header, "backbone": bb["name"], "model_ids": list(model_ids)},
+        {
+            **settings.to_dict(),
+            **provenance.header("features", part=part),
+            "backbone": bb.name,
+            "model_ids": list(model_ids),
+        },
     )
+    print(f"after {len(model_ids)} shapes, peak memory: {memory_report(device)}")
+
+
+def category_prototypes(
+    dataset: KeypointNetDataset,
+    features: str,
+    geodesics: str,
+    reduction: str,
+    output: str,
+    provenance: Provenance,
+    backbone: Mapping[str, Any],
+) -> None:
+    """The few-shot keypoint model of a category from its labelled shapes (the ``shots``
+    part's features and geodesics), written to ``output``; ``backbone`` (name, layer) is
+    recorded for ``bt3d predict``, which checks users' features against it."""
+    annotations = dataset.annotations(provenance.category)
+    geo = read_geodesic_part(geodesics, provenance.header("geodesics", part="shots"))
+    model_ids = geo["model_ids"]
+    feat = read_feature_part(
+        features, provenance.header("features", part="shots"), geodesics, model_ids
+    )
+    labelled = [
+        labelled_shape(annotations[m], feat[i], geo["geodesic"][i]) for i, m in enumerate(model_ids)
+    ]
+    prototypes = build_prototypes(labelled, reduction=reduction)
+    header = provenance.header(
+        "prototypes", shot_ids=model_ids, backbone=backbone["name"], layer=backbone["layer"]
+    )
+    prototypes.save(output, header)
+    print(
+        f"{provenance.category}: {prototypes.num_keypoints} keypoints from {len(labelled)} "
+        f"labelled shapes ({', '.join(model_ids)})"
+    )
+
+
+def part_predictions(
+    features: str,
+    geodesics: str,
+    prototypes_path: str,
+    settings: OptimiserSettings,
+    device_name: str,
+    output: str,
+    provenance: Provenance,
+    part: str,
+) -> None:
+    """Keypoint predictions with confidences for one test part's shapes, to ``output``."""
+    from bt3d.device import resolve_device
+
+    device = resolve_device(device_name)
+    geo = read_geodesic_part(geodesics, provenance.header("geodesics", part=part))
+    model_ids = geo["model_ids"]
+    feat = read_feature_part(
+        features, provenance.header("features", part=part), geodesics, model_ids
+    )
+    with rebuild_on_error(prototypes_path):
+        prototypes = KeypointPrototypes.load(prototypes_path, provenance.header("prototypes"))
+    records = [
+        predict_shape(m, feat[i], geo["geodesic"][i], prototypes, settings, device)
+        for i, m in enumerate(model_ids)
+    ]
+    save_predictions(output, provenance.header("predictions", part=part), prototypes, settings,
+                     records)  # fmt: skip

@@ -1,148 +1,22 @@
-"""Rule ``evaluate``: mIoU, PCK and per-keypoint PCK of a category, and the random baseline.
+"""Rule ``evaluate``: a category's metrics and random baseline (bt3d.evaluation)."""
 
-Keypoint text labels come from the dataset's optional ``keypoint_labels.json`` (KeypointNet's
-label table; the synthetic dataset writes one). The random-point baseline draws, per test
-shape, as many distinct points as the method predicts keypoints and gives them the method's
-semantic ids; it is scored identically.
-"""
-
-from _common import (
-    dataset_root,
-    expected_header,
-    part_of,
-    read_geodesic_part,
-    rebuild_on_error,
-    run,
-)
+from _common import run
 
 
 def main(snakemake) -> None:
-    import numpy as np
+    from bt3d.evaluation import evaluate_category_files
+    from bt3d.io import KeypointNetDataset
+    from bt3d.results import Provenance
 
-    from bt3d.cache import load_json_artifact, save_json_atomic
-    from bt3d.errors import DataError
-    from bt3d.io import KeypointNetDataset, read_annotations
-    from bt3d.metrics import evaluate_category, per_keypoint_pck, random_baseline_indices
-
-    category = snakemake.wildcards.category
-    thresholds = [float(t) for t in snakemake.params.thresholds]
-    annotations = {a.model_id: a for a in read_annotations(snakemake.input.annotations)}
-    labels = KeypointNetDataset(dataset_root(snakemake.input.annotations)).keypoint_labels(category)
-    geodesics: dict[str, np.ndarray] = {}
-    skipped, sample_order = 0, ""
-    for path in snakemake.input.geodesics:
-        geo = read_geodesic_part(path, expected_header(snakemake, "geodesics", part=part_of(path)))
-        skipped = max(skipped, geo["skipped_shapes"])
-        sample_order = geo["sample_order"]
-        for i, model_id in enumerate(geo["model_ids"]):
-            geodesics[model_id] = geo["geodesic"][i].astype(np.float64) * geo["scale"][i]
-    predictions, known = [], set()
-    for path in snakemake.input.predictions:
-        with rebuild_on_error(path):
-            content = load_json_artifact(
-                path, expected_header(snakemake, "predictions", part=part_of(path))
-            )
-            for prediction in content["predictions"]:
-                check_prediction(path, prediction, geodesics)
-        predictions += content["predictions"]
-        known.update(int(k) for k in content["known_semantic_ids"])
-    if not predictions:
-        raise DataError(f"{category}: no test shape was predicted (check dataset.max_test_shapes)")
-    model_ids = [p["model_id"] for p in predictions]
-    missing = [m for m in model_ids if m not in geodesics or m not in annotations]
-    if missing:
-        raise DataError(f"{category}: predictions for unknown shapes {missing[:3]}")
-    truths = [annotations[m] for m in model_ids]
-    unseen = unseen_keypoints(truths, known)
-    if unseen["keypoints"]:
-        print(
-            f"WARNING: {category}: {unseen['keypoints']} of {unseen['total']} ground-truth "
-            f"keypoints ({unseen['shapes']} test shapes) have semantic ids "
-            f"{unseen['semantic_ids']} never labelled in the shots; they count as misses in PCK"
-        )
-    geos = [geodesics[m] for m in model_ids]
-    preds = [
-        {"indices": np.asarray(p["indices"]), "semantic_ids": np.asarray(p["semantic_ids"])}
-        for p in predictions
-    ]
-    rng = np.random.default_rng(snakemake.params.baseline_seed)
-    randoms = [
-        {
-            "indices": random_baseline_indices(len(g), len(p["indices"]), rng),
-            "semantic_ids": p["semantic_ids"],
-        }
-        for p, g in zip(preds, geos, strict=True)
-    ]
-    method = evaluate_category(preds, truths, geos, thresholds)
-    baseline = evaluate_category(randoms, truths, geos, thresholds)
-    per_keypoint = per_keypoint_pck(
-        [p["indices"] for p in preds],
-        [p["semantic_ids"] for p in preds],
-        [t.point_indices for t in truths],
-        [t.semantic_ids for t in truths],
-        geos,
-        thresholds,
-    )
-    save_json_atomic(
+    evaluate_category_files(
+        KeypointNetDataset(snakemake.params.dataset_root),
+        snakemake.input.predictions,
+        snakemake.input.geodesics,
+        snakemake.params.thresholds,
+        snakemake.params.baseline_seed,
         snakemake.output.metrics,
-        {
-            "category": category,
-            "test_shapes": model_ids,
-            "thresholds": thresholds,
-            "miou": method["miou"].tolist(),
-            "pck": method["pck"].tolist(),
-            "baseline_miou": baseline["miou"].tolist(),
-            "baseline_pck": baseline["pck"].tolist(),
-            "unseen_semantic_ids": unseen["semantic_ids"],
-            "unseen_keypoints": unseen["keypoints"],
-            "ground_truth_keypoints": unseen["total"],
-            "skipped_shapes": skipped,
-            "sample_order": sample_order,
-            "annotated_shapes": len(annotations),
-            "per_keypoint_pck": {str(k): np.asarray(v).tolist() for k, v in per_keypoint.items()},
-            "keypoint_labels": {str(k): labels[k] for k in per_keypoint if k in labels},
-        },
+        Provenance(snakemake.wildcards.category, snakemake.params.provenance),
     )
-    print(f"{category}: {len(model_ids)} test shapes, mIoU@0.1 = {method['miou'].iloc[-1]:.3f}")
-
-
-def check_prediction(path: str, prediction, geodesics: dict) -> None:
-    """CacheError naming ``path`` and the model unless ``prediction`` holds integer point
-    indices, one per semantic id, each in [0, N) for the shape's N points."""
-    from bt3d.errors import CacheError
-
-    if not isinstance(prediction, dict) or "model_id" not in prediction:
-        raise CacheError(f"{path}: a prediction without a model_id: {str(prediction)[:80]}")
-    where = f"{path}: model {prediction['model_id']}"
-    indices, semantic_ids = prediction.get("indices"), prediction.get("semantic_ids")
-    for name, values in (("indices", indices), ("semantic_ids", semantic_ids)):
-        if not isinstance(values, list) or not all(_is_int(v) for v in values):
-            raise CacheError(f"{where}: {name} must be a list of integers, got {str(values)[:80]}")
-    if len(indices) != len(semantic_ids):
-        raise CacheError(
-            f"{where}: {len(indices)} point indices for {len(semantic_ids)} semantic ids"
-        )
-    if prediction["model_id"] in geodesics:
-        n_points = len(geodesics[prediction["model_id"]])
-        bad = [i for i in indices if not 0 <= i < n_points]
-        if bad:
-            raise CacheError(f"{where}: point index {bad[0]} out of range for {n_points} points")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def unseen_keypoints(truths, known: set[int]) -> dict:
-    """Ground-truth keypoints whose semantic id no shot labels (PCK counts them as misses)."""
-    ids = [int(k) for t in truths for k in t.semantic_ids]
-    missing = [k for k in ids if k not in known]
-    return {
-        "semantic_ids": sorted(set(missing)),
-        "keypoints": len(missing),
-        "total": len(ids),
-        "shapes": sum(any(int(k) not in known for k in t.semantic_ids) for t in truths),
-    }
 
 
 run(main, snakemake)  # noqa: F821 (injected by Snakemake)

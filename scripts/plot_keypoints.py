@@ -1,20 +1,19 @@
 """Rule ``plot_keypoints``: predicted vs ground-truth keypoints on a category's first test shape."""
 
-from _common import dataset_root, rebuild_on_error, run
+from _common import run
 
 
 def main(snakemake) -> None:
-    from bt3d.cache import load_json_artifact
     from bt3d.errors import DataError
     from bt3d.io import KeypointNetDataset
     from bt3d.plots import plot_keypoints, save_figure
+    from bt3d.results import read_json_part
 
     category = snakemake.wildcards.category
-    dataset = KeypointNetDataset(dataset_root(snakemake.input.annotations))
+    dataset = KeypointNetDataset(snakemake.params.dataset_root)
     predictions = []
     for path in snakemake.input.predictions:
-        with rebuild_on_error(path):
-            predictions += load_json_artifact(path)["predictions"]
+        predictions += read_json_part(path)["predictions"]
     if not predictions:
         raise DataError(f"{category}: no predictions to draw")
     pred = min(predictions, key=lambda p: p["model_id"])

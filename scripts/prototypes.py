@@ -1,51 +1,21 @@
-"""Rule ``prototypes``: the few-shot keypoint model of a category from its labelled shapes
-(the ``shots`` part)."""
+"""Rule ``prototypes``: the few-shot keypoint model of a category (bt3d.stages)."""
 
-from _common import (
-    check_same_shapes,
-    dataset_root,
-    expected_header,
-    read_feature_part,
-    read_geodesic_part,
-    run,
-)
+from _common import run
 
 
 def main(snakemake) -> None:
-    import numpy as np
-
-    from bt3d.fewshot import LabelledShape, build_prototypes
     from bt3d.io import KeypointNetDataset
+    from bt3d.results import Provenance
+    from bt3d.stages import category_prototypes
 
-    category, p = snakemake.wildcards.category, snakemake.params
-    annotations = KeypointNetDataset(dataset_root(snakemake.input.annotations)).annotations(
-        category
-    )
-    geo_path, feat_path = snakemake.input.geodesics, snakemake.input.features
-    geo = read_geodesic_part(geo_path, expected_header(snakemake, "geodesics", part="shots"))
-    feat = read_feature_part(feat_path, expected_header(snakemake, "features", part="shots"))
-    check_same_shapes(feat_path, feat["model_ids"], geo_path, geo["model_ids"])
-    labelled = [
-        LabelledShape(
-            features=feat["features"][i].astype(np.float32),
-            geodesic_normalised=geo["geodesic"][i].astype(np.float64),
-            semantic_ids=annotations[model_id].semantic_ids,
-            point_indices=annotations[model_id].point_indices,
-            model_id=model_id,
-        )
-        for i, model_id in enumerate(geo["model_ids"])
-    ]
-    prototypes = build_prototypes(labelled, reduction=p.reduction)
-    prototypes.save(
+    category_prototypes(
+        KeypointNetDataset(snakemake.params.dataset_root),
+        snakemake.input.features,
+        snakemake.input.geodesics,
+        snakemake.params.reduction,
         snakemake.output.prototypes,
-        # backbone and layer are recorded for `bt3d predict`, which checks users' features
-        expected_header(
-            snakemake, "prototypes", shot_ids=geo["model_ids"], backbone=p.backbone, layer=p.layer
-        ),
-    )
-    print(
-        f"{category}: {prototypes.num_keypoints} keypoints from {len(labelled)} labelled "
-        f"shapes ({', '.join(geo['model_ids'])})"
+        Provenance(snakemake.wildcards.category, snakemake.params.provenance),
+        snakemake.params.backbone,
     )
 
 

@@ -1,7 +1,9 @@
 """Rule ``synthetic``: write the embedded procedural dataset in KeypointNet layout, into a
 folder the workflow owns (marked by the ``owner`` output)."""
 
-from _common import dataset_root, run
+from pathlib import Path
+
+from _common import run
 
 
 def main(snakemake) -> None:
@@ -9,7 +11,7 @@ def main(snakemake) -> None:
     from bt3d.synthetic import generate_dataset
 
     p = snakemake.params
-    root = dataset_root(snakemake.output.sample_order)
+    root = Path(snakemake.params.dataset_root)
     claim_dataset_folder(root, "synthetic")  # first: a killed run leaves a folder it owns
     generate_dataset(
         root,

@@ -27,11 +27,11 @@ from bt3d.cache import (
     save_arrays,
     save_json_atomic,
     seal,
-    verify_run,
 )
 from bt3d.errors import CacheError
 from bt3d.fewshot import KeypointPrototypes
 from bt3d.io import write_annotations, write_pcd, write_ply, write_sample_order
+from bt3d.results import verify_run
 from bt3d.structures import Mesh
 
 REPO = Path(__file__).resolve().parents[1]
@@ -236,11 +236,8 @@ t.WRITERS[{name!r}](Path({path!r}))
 
 @pytest.mark.parametrize("name", ["save_json_atomic", "prototypes", "write_pcd", "torch_cache"])
 def test_temporaries_of_a_killed_writer_are_cleaned_up(tmp_path: Path, name: str) -> None:
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        from _common import remove_stale_temporaries
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
+    from bt3d.atomic import remove_stale_temporaries
+
     path = tmp_path / "results" / "run" / "predictions" / "chair" / "shard-0.json"
     code = CRASH.format(scripts=str(REPO / "scripts"), name=name, path=str(path))
     killed = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True)

@@ -8,16 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bt3d.cache import (
-    dependents,
-    remove_with_dependents,
-    save_arrays,
-    save_json_atomic,
-    verify_run,
-)
+from bt3d.cache import save_arrays, save_json_atomic
 from bt3d.errors import CacheError
 from bt3d.fewshot import KeypointPrototypes
 from bt3d.integrity import describe_missing, git_blob_id, sha256_file, verify_files
+from bt3d.results import dependents, remove_with_dependents, verify_run
 
 
 def dataset(tmp_path: Path) -> tuple[Path, dict]:

@@ -5,6 +5,7 @@ Slow (about two minutes on two cores); CI runs it (`make test`).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -83,6 +84,58 @@ def test_plots_and_report(run_dir: Path) -> None:
     snakemake(run_dir, "--report", str(report))
     html = report.read_text(errors="replace")
     assert "miou.csv" in html and "miou.png" in html
+
+
+def test_the_cli_builds_the_workflows_artifacts_byte_for_byte(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """`bt3d features/prototypes/predict --config config/test.yaml` on the shapes of a run:
+    the same features, geodesics, prototypes and predictions, to the byte (one path)."""
+    from bt3d.cache import load_arrays
+    from bt3d.cli import main
+    from bt3d.fewshot import KeypointPrototypes
+    from bt3d.io import KeypointNetDataset
+
+    results, category = run_dir / "results" / "test", "chair"
+    dataset = KeypointNetDataset(run_dir / "data" / "synthetic-test")
+    config = ["--config", str(TEST_CONFIG)]
+
+    def cli_features(part: str) -> tuple[list[Path], list[str]]:
+        geo, _ = load_arrays(results / "geodesics" / category / f"{part}.npz")
+        feat, _ = load_arrays(results / "features" / category / f"{part}.npz")
+        files, ids = [], [str(m) for m in geo["model_ids"]]
+        for i, model_id in enumerate(ids):
+            out = tmp_path / f"{model_id}.npz"
+            mesh, pcd = dataset.mesh_path(category, model_id), dataset.pcd_path(category, model_id)
+            assert main(["features", str(mesh), str(pcd), "-o", str(out), *config]) == 0
+            mine, _ = load_arrays(out)
+            assert mine["geodesic_f16"].tobytes() == geo["geodesic"][i].tobytes(), model_id
+            assert mine["features"].tobytes() == feat["features"][i].tobytes(), model_id
+            assert mine["counts"].tobytes() == feat["counts"][i].tobytes(), model_id
+            files.append(out)
+        return files, ids
+
+    shots, _ = cli_features("shots")
+    prototypes = tmp_path / "prototypes.npz"
+    args = ["prototypes", *map(str, shots), "-o", str(prototypes), *config]
+    assert main([*args, "--annotations", str(dataset.annotation_path(category))]) == 0
+    ours, theirs = (
+        KeypointPrototypes.load(p) for p in (prototypes, results / "prototypes" / f"{category}.npz")
+    )
+    for name in ("semantic_ids", "features", "target_distances", "pair_counts"):
+        assert getattr(ours, name).tobytes() == getattr(theirs, name).tobytes(), name
+
+    tests, ids = cli_features("shard-0")
+    workflow = json.loads((results / "predictions" / category / "shard-0.json").read_text())
+    for path, expected in zip(tests, workflow["predictions"], strict=True):
+        out = tmp_path / f"{path.stem}.json"
+        assert (
+            main(["predict", str(path), "--prototypes", str(prototypes), "-o", str(out), *config])
+            == 0
+        )
+        (record,) = json.loads(out.read_text())["predictions"]
+        assert record.pop("xyz") and record == expected
+    assert [p.stem for p in tests] == ids
 
 
 def test_second_dry_run_plans_nothing(run_dir: Path) -> None:

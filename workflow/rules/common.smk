@@ -14,6 +14,7 @@ from bt3d.backbone_spec import check_backbone_settings
 from bt3d.errors import Bt3dError
 from bt3d.io import OWNER_MARKER, KeypointNetDataset, dataset_owner
 from bt3d.selection import part_files, part_names, select_category, test_part_names
+from bt3d.settings import FeatureSettings, GeodesicSettings, OptimiserSettings
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
@@ -30,7 +31,7 @@ def sample_order_file():
     annotation file, with a WARNING in the log and a note under miou.md.
     Any other value: a CSV path.
     """
-    choice = DATASET.get("sample_order")
+    choice = DATASET["sample_order"]
     csv = f"{ROOT}/benchmark_indices.csv"
     annotations = f"{ROOT}/annotations/{{category}}.json"
     if choice == "annotations":
@@ -45,7 +46,7 @@ SAMPLE_ORDER = sample_order_file()
 CATEGORIES = DATASET["categories"]
 PARTS = part_names(config["shards"])  # shots, shard-0, ...: see bt3d/selection.py
 TEST_PARTS = test_part_names(config["shards"])
-RESOURCES = config.get("resources", {})
+RESOURCES = config["resources"]
 EVALUATION = config["evaluation"]
 
 
@@ -60,30 +61,25 @@ def selection_params():
     return {
         "shots": DATASET["shots"],
         "offset": DATASET["offset"],
-        "max_test_shapes": DATASET.get("max_test_shapes"),
+        "max_test_shapes": DATASET["max_test_shapes"],
         "missing_shapes": DATASET["missing_shapes"],
         "shards": config["shards"],
     }
 
 
 def feature_params():
-    """Everything that changes the back-projected features of a shape."""
-    return {
-        "render": config["render"],
-        "backbone": config["backbone"],
-        "sampling": config["features"]["sampling"],
-        "normalise": DATASET["normalise"],
-        "sigma": config["features"]["sigma"],
-    }
+    """Everything that changes the back-projected features of a shape (bt3d.settings)."""
+    return FeatureSettings.from_config(config).to_dict()
 
 
 def geodesic_params():
-    return {
-        "knn": config["features"]["knn"],
-        "unreachable": config["features"]["unreachable"],
-        "normalise": DATASET["normalise"],
-        "surface_tolerance": DATASET["surface_tolerance"],
-    }
+    """Everything that changes a shape's geodesics (bt3d.settings)."""
+    return GeodesicSettings.from_config(config).to_dict()
+
+
+def optimiser_params():
+    """The few-shot model's and the optimiser's settings (bt3d.settings)."""
+    return OptimiserSettings.from_config(config).to_dict()
 
 
 def provenance(kind):
@@ -98,10 +94,10 @@ def provenance(kind):
     params["features"] = feature_params()
     if kind == "features":
         return params
-    params["reduction"] = config["optimiser"]["prototype_reduction"]
+    params["reduction"] = optimiser_params()["prototype_reduction"]
     if kind == "prototypes":
         return params
-    params["optimiser"] = config["optimiser"]
+    params["optimiser"] = optimiser_params()
     if kind == "predictions":
         return params
     raise ValueError(f"unknown artifact kind {kind!r}")
@@ -199,6 +195,12 @@ def select_present(category):
             KeypointNetDataset(ROOT), order, category, selection_params()
         )
     return _SELECTIONS[key]
+
+
+def dataset_root_of_input(wildcards, input):
+    """Params function: the dataset folder of the job's ``annotations`` input
+    (``<root>/annotations/<category>.json``)."""
+    return os.path.dirname(os.path.dirname(input.annotations))
 
 
 def part_of(wildcards):

@@ -49,6 +49,7 @@ if DATASET["name"] == "synthetic":
         conda:
             "../../envs/synthetic.yaml"
         params:
+            dataset_root=lambda w, output: os.path.dirname(output.sample_order),
             categories=CATEGORIES,
             shapes_per_category=DATASET["synthetic"]["shapes_per_category"],
             seed=DATASET["synthetic"]["seed"],
@@ -87,6 +88,9 @@ else:
             conda:
                 "../../envs/download.yaml"
             params:
+                dataset_root=lambda w, output: os.path.dirname(
+                    os.path.dirname(output.annotations)
+                ),
                 repo_id="qq456cvb/KeypointNet",
             script:
                 "../../scripts/download.py"

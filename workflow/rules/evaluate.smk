@@ -15,6 +15,7 @@ rule evaluate:
     conda:
         "../../envs/evaluate.yaml"
     params:
+        dataset_root=dataset_root_of_input,
         thresholds=EVALUATION["thresholds"],
         baseline_seed=EVALUATION["baseline_seed"],
         provenance=provenances("geodesics", "predictions"),

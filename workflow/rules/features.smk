@@ -19,6 +19,7 @@ rule geodesics:
     resources:
         mem_mb=2000,
     params:
+        dataset_root=dataset_root_of_input,
         selection=selection_params(),
         geodesic=geodesic_params(),
         provenance=provenances("geodesics"),
@@ -39,7 +40,7 @@ rule features:
         "../../envs/features.yaml"
     threads: 1
     resources:
-        mem_mb=RESOURCES.get("features_mem_mb", 4000),
+        mem_mb=RESOURCES["features_mem_mb"],
         gpu=1 if is_cuda() else 0,
     params:
         features=feature_params(),

@@ -14,9 +14,9 @@ rule prototypes:
     conda:
         "../../envs/prototypes.yaml"
     params:
-        reduction=config["optimiser"]["prototype_reduction"],
-        backbone=config["backbone"]["name"],
-        layer=config["backbone"]["layer"],
+        dataset_root=dataset_root_of_input,
+        reduction=optimiser_params()["prototype_reduction"],
+        backbone={k: config["backbone"][k] for k in ("name", "layer")},
         provenance=provenances("geodesics", "features", "prototypes"),
     script:
         "../../scripts/prototypes.py"
@@ -35,10 +35,10 @@ rule optimize:
         "../../envs/optimize.yaml"
     threads: 1
     resources:
-        mem_mb=RESOURCES.get("optimize_mem_mb", 2000),
+        mem_mb=RESOURCES["optimize_mem_mb"],
         gpu=1 if is_cuda() else 0,
     params:
-        optimiser=config["optimiser"],
+        optimiser=optimiser_params(),
         device=config["device"],
         provenance=provenances("geodesics", "features", "prototypes", "predictions"),
     script:

@@ -45,5 +45,7 @@ rule plot_keypoints:
         f"logs/{RUN}/plot_keypoints/{{category}}.log",
     conda:
         "../../envs/plots.yaml"
+    params:
+        dataset_root=dataset_root_of_input,
     script:
         "../../scripts/plot_keypoints.py"
