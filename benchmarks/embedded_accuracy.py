@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,9 @@ from bt3d.fewshot import LabelledShape, build_prototypes
 from bt3d.io import KeypointNetDataset, class_id_of
 from bt3d.metrics import iou_curve, random_baseline_indices
 from bt3d.optimize import optimise_batch
-from bt3d.pipeline import backproject_views, shape_geodesics
+from bt3d.pipeline import backproject_views, shape_geodesic
 from bt3d.selection import few_shot_split
+from bt3d.settings import FeatureSettings, GeodesicSettings, load_config
 from bt3d.synthetic import generate_dataset
 
 THRESHOLDS = np.round(np.arange(11) * 0.01, 2)
@@ -52,6 +54,11 @@ METHODS = {
     "dinov2_s14/blocks9-11": ("dinov2_vits14_offline", "blocks9-11", None),
     "classical": ("classical", None, None),
 }
+
+# the reference computation: float32, shapes as stored (the synthetic shapes are at unit size)
+REFERENCE = load_config(
+    overrides={"dataset": {"normalise": False}, "backbone": {"precision": "float32"}}
+)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -85,7 +92,8 @@ def _geodesics(cache: Path, dataset: KeypointNetDataset, category: str, model_id
         raw, normalised, _ = load_geodesics(path, expected)
     except CacheError:
         points = dataset.load_points(category, model_id)
-        raw, _ = shape_geodesics(points, 20, "max", source=model_id)
+        mesh = dataset.load_mesh(category, model_id)
+        raw = shape_geodesic(mesh, points, GeodesicSettings.from_config(REFERENCE), model_id, 2)
         save_geodesics(path, raw, expected)
         raw, normalised, _ = load_geodesics(path, expected)
     return raw, normalised
@@ -107,9 +115,11 @@ def _features(
         pass
     mesh = dataset.load_mesh(category, model_id)
     points = dataset.load_points(category, model_id)
-    unsmoothed, counts = backproject_views(
-        mesh, points, get(), n_azimuth=n_azimuth, n_polar=n_polar
+    settings = FeatureSettings.from_config(REFERENCE)
+    settings = replace(
+        settings, render=replace(settings.render, n_azimuth=n_azimuth, n_polar=n_polar)
     )
+    unsmoothed, counts = backproject_views(mesh, points, get(), settings)
     features = geodesic_smooth(unsmoothed, counts, normalised, sigma=0.01)
     save_arrays(path, {"features": features, "counts": counts}, expected)
     return features

@@ -47,10 +47,12 @@ from bt3d.backproject import geodesic_smooth  # noqa: E402
 from bt3d.cache import CacheError, load_arrays, save_arrays  # noqa: E402
 from bt3d.fewshot import LabelledShape, build_prototypes  # noqa: E402
 from bt3d.geodesic import geodesic_matrix  # noqa: E402
-from bt3d.io import KeypointNetDataset, class_id_of, few_shot_split  # noqa: E402
+from bt3d.io import KeypointNetDataset, class_id_of  # noqa: E402
 from bt3d.metrics import iou_curve  # noqa: E402
 from bt3d.optimize import optimise_batch  # noqa: E402
 from bt3d.pipeline import StageTimer, backproject_views  # noqa: E402
+from bt3d.selection import few_shot_split  # noqa: E402
+from bt3d.settings import FeatureSettings, load_config  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,17 @@ class Variant:
     @property
     def views(self) -> int:
         return self.n_azimuth * self.n_polar + 2
+
+    def settings(self) -> FeatureSettings:
+        """The feature settings of this variant (shapes as stored, as the reference)."""
+        config = load_config(
+            overrides={
+                "dataset": {"normalise": False},
+                "render": {"n_azimuth": self.n_azimuth, "n_polar": self.n_polar},
+                "backbone": {"precision": self.precision, "tokens": self.tokens},
+            }
+        )
+        return FeatureSettings.from_config(config)
 
 
 VIEWS = {62: (12, 5), 42: (8, 5), 26: (8, 3), 20: (6, 3), 12: (5, 2)}
@@ -171,14 +184,7 @@ def _run_variant(name, variant, backbone, dataset, category, model_id, normalise
             t0 = time.perf_counter()
             cpu0 = time.process_time()
             unsmoothed, counts = backproject_views(
-                mesh,
-                points,
-                backbone,
-                n_azimuth=variant.n_azimuth,
-                n_polar=variant.n_polar,
-                precision=variant.precision,
-                tokens=variant.tokens,
-                timer=timer,
+                mesh, points, backbone, variant.settings(), timer=timer
             )
             with timer.stage("smoothing"):
                 features = geodesic_smooth(unsmoothed, counts, normalised, sigma=0.01)

@@ -35,10 +35,15 @@ from bt3d.fewshot import LabelledShape, build_prototypes
 from bt3d.io import KeypointNetDataset, class_id_of
 from bt3d.metrics import iou_curve
 from bt3d.optimize import optimise_keypoints
-from bt3d.pipeline import STAGES, StageRecord, StageTimer, extract_shape_features
+from bt3d.pipeline import STAGES, StageRecord, StageTimer, extract_shape_features, shape_geodesic
+from bt3d.settings import FeatureSettings, GeodesicSettings, load_config
 from bt3d.synthetic import generate_dataset
 
 ALL_STAGES = (*STAGES, "optimisation", "evaluation")
+# the reference computation: float32, shapes as stored, 62 views
+REFERENCE = load_config(
+    overrides={"dataset": {"normalise": False}, "backbone": {"precision": "float32"}}
+)
 THRESHOLDS = np.round(np.arange(11) * 0.01, 2)
 
 
@@ -64,7 +69,15 @@ def _run_category(
         timer = StageTimer(trace_python=args.trace_python)
         mesh = dataset.load_mesh(category, model_id)
         points = dataset.load_points(category, model_id)
-        shapes[model_id] = extract_shape_features(mesh, points, backbone, timer=timer)
+        with timer.stage("geodesics"):
+            raw = shape_geodesic(
+                mesh, points, GeodesicSettings.from_config(REFERENCE), model_id,
+                torch.get_num_threads(),
+            )  # fmt: skip
+        settings = FeatureSettings.from_config(REFERENCE)
+        shapes[model_id] = extract_shape_features(
+            mesh, points, backbone, settings, raw, timer=timer
+        )
         rows.append((model_id, timer))
     shot = annotations[model_ids[0]]
     prototypes = build_prototypes(

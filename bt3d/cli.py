@@ -355,9 +355,13 @@ def _cmd_features(args: argparse.Namespace) -> int:
     from bt3d.consistency import check_points_on_mesh
     from bt3d.device import resolve_device
     from bt3d.io import load_mesh, read_pcd
-    from bt3d.pipeline import sample_surface, save_shape_features
+    from bt3d.pipeline import (
+        extract_shape_features,
+        sample_surface,
+        save_shape_features,
+        shape_geodesic,
+    )
     from bt3d.settings import FeatureSettings, GeodesicSettings
-    from bt3d.stages import shape_features, shape_geodesic
 
     config = _config(args, FEATURE_OPTIONS)
     settings, geodesic = FeatureSettings.from_config(config), GeodesicSettings.from_config(config)
@@ -372,8 +376,8 @@ def _cmd_features(args: argparse.Namespace) -> int:
     device = resolve_device(config["device"])
     backbone = get_backbone(bb.name, device, bb.checkpoint, bb.layer)
     model_id = args.mesh.stem if args.model_id is None else args.model_id
-    encoded, scale = shape_geodesic(mesh, points, geodesic, model_id, torch.get_num_threads())
-    shape = shape_features(mesh, points, backbone, settings, device, encoded, scale)
+    raw = shape_geodesic(mesh, points, geodesic, model_id, torch.get_num_threads())
+    shape = extract_shape_features(mesh, points, backbone, settings, raw, device)
     key = {"features": settings.to_dict(), "geodesic": geodesic.to_dict()}
     header = {
         "config_hash": config_hash(key),

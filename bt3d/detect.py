@@ -28,7 +28,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from bt3d.meshes import (
     mesh_suffixes,
     snap_landmarks,
 )
+from bt3d.settings import FeatureSettings, GeodesicSettings, default_config
 from bt3d.structures import Mesh
 
 MANIFEST = "detect.json"
@@ -85,32 +86,41 @@ class DetectSettings:
     tolerance: float = 0.02
     class_id: str = NO_CLASS_ID
 
-    def extraction_options(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`bt3d.pipeline.extract_shape_features` that shape the
-        features (shapes are always rendered at a unit diagonal: ``normalise=True``)."""
-        return {
-            "n_azimuth": self.n_azimuth,
-            "n_polar": self.n_polar,
-            "image_size": self.image_size,
-            "sampling": self.sampling,
-            "sigma": self.sigma,
-            "render_backend": self.render_backend,
-            "knn": self.knn,
-            "normalise": True,
-        }
+    def feature_settings(self) -> FeatureSettings:
+        """The features' settings: the config's defaults with this run's options (shapes are
+        always rendered and measured at a unit diagonal: ``normalise``)."""
+        base = FeatureSettings.from_config(default_config())
+        render = replace(
+            base.render,
+            n_azimuth=self.n_azimuth,
+            n_polar=self.n_polar,
+            image_size=self.image_size,
+            backend=self.render_backend,
+        )
+        backbone = replace(
+            base.backbone,
+            name=self.backbone,
+            checkpoint=self.checkpoint,
+            layer=self.layer,
+            batch_size=self.batch_size,
+        )
+        return replace(
+            base, render=render, backbone=backbone, sampling=self.sampling, sigma=self.sigma,
+            normalise=True,
+        )  # fmt: skip
+
+    def geodesic_settings(self) -> GeodesicSettings:
+        """The geodesics' settings: the config's defaults with this run's ``knn``."""
+        return replace(GeodesicSettings.from_config(default_config()), knn=self.knn, normalise=True)
 
     def feature_key(self) -> dict[str, Any]:
         """The settings that determine a mesh's features (hashed into cache file names)."""
-        from bt3d.pipeline import feature_settings
-
-        return feature_settings(
-            self.backbone,
-            self.layer,
-            checkpoint=self.checkpoint,
-            n_points=self.n_points,
-            seed=self.seed,
-            **self.extraction_options(),
-        )
+        return {
+            "features": self.feature_settings().to_dict(),
+            "geodesic": self.geodesic_settings().to_dict(),
+            "n_points": self.n_points,
+            "seed": self.seed,
+        }
 
 
 @dataclass
@@ -283,11 +293,19 @@ def compute_features(
     """Fill ``shape.features`` for every shape, from the cache or computed once per distinct
     mesh. The backbone is built only when something is missing (its errors come before any
     cache write). Returns ``(computed, cached)`` counts of distinct meshes."""
+    import torch
     from tqdm import tqdm
 
-    from bt3d.pipeline import extract_shape_features, load_shape_features, save_shape_features
+    from bt3d.pipeline import (
+        extract_shape_features,
+        load_shape_features,
+        save_shape_features,
+        shape_geodesic,
+    )
 
     key = settings.feature_key()
+    feature_settings, geodesic = settings.feature_settings(), settings.geodesic_settings()
+    threads = torch.get_num_threads()
     settings_hash = config_hash(key)
     distinct: dict[str, Shape] = {}
     for shape in shapes:
@@ -310,13 +328,10 @@ def compute_features(
         bar = tqdm(missing, desc="features", unit="shape", disable=not progress, file=sys.stderr)
         for shape in bar:
             bar.set_postfix_str(shape.path.name)
+            source = str(shape.path)
+            raw = shape_geodesic(shape.mesh, shape.points, geodesic, source, threads)
             features = extract_shape_features(
-                shape.mesh,
-                shape.points,
-                backbone,
-                batch_size=settings.batch_size,
-                device=settings.device,
-                **settings.extraction_options(),
+                shape.mesh, shape.points, backbone, feature_settings, raw, settings.device
             )
             header = {
                 "config_hash": settings_hash,

@@ -37,17 +37,18 @@ from bt3d.cache import config_hash, decode_geodesic, encode_geodesic, load_array
 from bt3d.device import resolve_device
 from bt3d.errors import CacheError, ConfigError, DataError
 from bt3d.render import render
+from bt3d.settings import FeatureSettings, GeodesicSettings
 from bt3d.structures import Mesh
 from bt3d.tokens import token_mask
 from bt3d.visibility import point_visibility
 
 STAGES = (
+    "geodesics",
     "cameras",
     "render",
     "visibility+projection",
     "backbone",
     "back-projection",
-    "geodesics",
     "smoothing",
 )
 
@@ -191,17 +192,23 @@ def sample_surface(mesh: Mesh, n_points: int, seed: int = 0) -> np.ndarray:
     return t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
 
 
-def shape_geodesics(
-    points: np.ndarray, knn: int = 20, unreachable: str = "max", source: str = "<points>"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Raw and normalised geodesic matrices of a point cloud: ``((N, N), (N, N))`` float64.
-
-    Uses as many threads as torch (``torch.get_num_threads()``).
-    """
+def shape_geodesic(
+    mesh: Mesh,
+    points: np.ndarray,
+    settings: GeodesicSettings,
+    source: str,
+    threads: int = 1,
+) -> np.ndarray:
+    """(N, N) float64 raw geodesic distances of a shape's points on their kNN graph, as
+    stored (float16 normalised times the maximum, :func:`bt3d.cache.encode_geodesic`): every
+    stage uses them so. With ``settings.normalise`` in units of the mesh's bounding-box
+    diagonal (:func:`unit_box`)."""
+    if settings.normalise:
+        points = unit_box(mesh, points)[1]
     raw = geo.geodesic_matrix(
-        points, k=knn, unreachable=unreachable, source=source, threads=torch.get_num_threads()
+        points, k=settings.knn, unreachable=settings.unreachable, source=source, threads=threads
     )
-    return raw, geo.normalise_geodesic(raw, source=source)
+    return decode_geodesic(*encode_geodesic(raw))
 
 
 def unit_box(mesh: Mesh, points: np.ndarray) -> tuple[Mesh, np.ndarray]:
@@ -237,19 +244,7 @@ def backproject_views(
     mesh: Mesh,
     points: np.ndarray,
     backbone: torch.nn.Module,
-    *,
-    n_azimuth: int = 12,
-    n_polar: int = 5,
-    distance: float = 1.1,
-    fov: float = 60.0,
-    image_size: int = 224,
-    render_backend: str = "embree",
-    textured: bool = False,
-    sampling: str = "nearest",
-    normalise: bool = False,
-    batch_size: int = 8,
-    precision: str = "float32",
-    tokens: str = "all",
+    settings: FeatureSettings,
     device: str | torch.device = "cpu",
     timer: StageTimer | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -259,39 +254,48 @@ def backproject_views(
         mesh: the shape's triangle mesh.
         points: (N, 3) point cloud on the mesh surface.
         backbone: from :func:`bt3d.backbones.get_backbone`.
-        Other arguments: see :func:`extract_shape_features`.
+        settings: views, renderer, backbone precision and tokens, sampling, normalise.
+        device: where images go for the backbone (``"cpu"``, ``"cuda"``, ``"auto"``).
+        timer: optional :class:`StageTimer` to record each stage.
 
     Returns:
         ``(features (N, C) float32, counts (N,) int64)`` before geodesic smoothing.
     """
+    r, bb, sampling, normalise = (
+        settings.render,
+        settings.backbone,
+        settings.sampling,
+        settings.normalise,
+    )
+    image_size = r.image_size
     pts = _checked_points(points, mesh.source)
     if normalise:
         mesh, pts = unit_box(mesh, pts)
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     with _stage(timer, "cameras"):
-        eyes = cam.view_sphere(distance=distance, n_azimuth=n_azimuth, n_polar=n_polar)
+        eyes = cam.view_sphere(distance=r.distance, n_azimuth=r.n_azimuth, n_polar=r.n_polar)
         try:
-            cameras = cam.fit_cameras(pts, eyes, fov_degrees=fov, image_size=image_size)
+            cameras = cam.fit_cameras(pts, eyes, fov_degrees=r.fov, image_size=image_size)
         except DataError as exc:
             hint = "dataset.normalise: true or bt3d features --normalise renders it at that scale"
             raise DataError(f"{mesh.source}: {exc}{'' if normalise else f' ({hint})'}") from None
     with _stage(timer, "render"):
-        raster = render(mesh, cameras, backend=render_backend, textured=textured)
+        raster = render(mesh, cameras, backend=r.backend, textured=r.textured)
     with _stage(timer, "visibility+projection"):
         visible = point_visibility(mesh, pts, np.asarray(raster.face_ids))
         pixels, _ = cameras.project(pts)
     with _stage(timer, "backbone"):
         images = torch.as_tensor(np.asarray(raster.images, dtype=np.float32), device=dev)
         keep = token_mask(
-            tokens, raster.face_ids, pixels, visible, image_size, backbone.patch_size, sampling
+            bb.tokens, raster.face_ids, pixels, visible, image_size, backbone.patch_size, sampling
         )
         if not getattr(backbone, "supports_token_mask", False):
             keep = None  # "object" skips patches where the backbone can (ViTs); others run all
         feature_maps = extract_feature_maps(
             backbone,
             images,
-            batch_size=batch_size,
-            precision=precision,
+            batch_size=bb.batch_size,
+            precision=bb.precision,
             keep=None if keep is None else torch.from_numpy(keep),
         )
     with _stage(timer, "back-projection"):
@@ -311,95 +315,43 @@ def extract_shape_features(
     mesh: Mesh,
     points: np.ndarray,
     backbone: torch.nn.Module,
-    *,
-    n_azimuth: int = 12,
-    n_polar: int = 5,
-    distance: float = 1.1,
-    fov: float = 60.0,
-    image_size: int = 224,
-    render_backend: str = "embree",
-    textured: bool = False,
-    sampling: str = "nearest",
-    normalise: bool = False,
-    sigma: float = 0.01,
-    knn: int = 20,
-    unreachable: str = "max",
-    batch_size: int = 8,
-    precision: str = "float32",
-    tokens: str = "all",
+    settings: FeatureSettings,
+    geodesic: np.ndarray,
     device: str | torch.device = "cpu",
-    geodesic: np.ndarray | None = None,
     timer: StageTimer | None = None,
 ) -> ShapeFeatures:
     """Back-projected, geodesically smoothed features of one shape (ALGORITHM §1-2).
 
     Args:
-        mesh: the shape's triangle mesh (normalised ShapeNet scale).
+        mesh: the shape's triangle mesh.
         points: (N, 3) point cloud sampled on the mesh (KeypointNet: N = 2048).
         backbone: a 2D backbone from :func:`bt3d.backbones.get_backbone`.
-        n_azimuth, n_polar, distance: view sphere (12 x 5 + 2 poles = 62 views at 1.1).
-        fov: perspective field of view in degrees.
-        image_size: rendered image side in pixels.
-        render_backend: ``"embree"`` or ``"pytorch3d"`` (:func:`bt3d.render.available_backends`).
-        textured: render vertex colours instead of flat grey.
-        sampling: ``"nearest"`` (reference: the patch the point falls in) or ``"bilinear"``.
-        normalise: render the shape centred and scaled to a unit bounding-box diagonal
-            (:func:`unit_box`), for shapes not at ShapeNet's scale; geodesics stay in the
-            shape's own units. Off in the reference (ShapeNet shapes are already at that scale).
-        sigma: geodesic smoothing bandwidth on normalised distances (0.01).
-        knn: neighbours of the geodesic kNN graph (20).
-        unreachable: ``"max"`` or ``"zero"`` for pairs in disconnected graph pieces.
-        batch_size: views per backbone forward pass.
-        precision: ``"float32"`` (reference), ``"bfloat16"`` or ``"float16"`` autocast of the
-            backbone (:func:`bt3d.backbones.extract_feature_maps`).
-        tokens: ``"all"`` patches (reference) or only the ``"object"``'s (:mod:`bt3d.tokens`;
-            backbones without ``supports_token_mask``, e.g. ``classical``, run all patches).
+        settings: :class:`bt3d.settings.FeatureSettings` (the config's ``render``,
+            ``backbone``, ``features.sampling``/``sigma`` and ``dataset.normalise``).
+        geodesic: (N, N) raw geodesic distances of the points (:func:`shape_geodesic`).
         device: where images go for the backbone (``"cpu"``, ``"cuda"``, ``"auto"``).
-        geodesic: optional precomputed raw (N, N) geodesic matrix (skips that stage).
         timer: optional :class:`StageTimer` to record each stage.
 
     Returns:
         :class:`ShapeFeatures`.
 
     Raises:
-        DataError: bad points or mesh; ConfigError: unknown option values (raised by the
-        stage modules, naming the setting).
+        DataError: bad points, mesh or geodesic matrix; ConfigError: unknown option values
+        (raised by the stage modules, naming the setting).
     """
-    if sigma <= 0:
-        raise ConfigError(f"smoothing sigma must be > 0, got {sigma}")
+    if settings.sigma <= 0:
+        raise ConfigError(f"smoothing sigma must be > 0, got {settings.sigma}")
     pts = _checked_points(points, mesh.source)
-    unsmoothed, counts = backproject_views(
-        mesh,
-        pts,
-        backbone,
-        n_azimuth=n_azimuth,
-        n_polar=n_polar,
-        distance=distance,
-        fov=fov,
-        image_size=image_size,
-        render_backend=render_backend,
-        textured=textured,
-        sampling=sampling,
-        normalise=normalise,
-        batch_size=batch_size,
-        precision=precision,
-        tokens=tokens,
-        device=device,
-        timer=timer,
-    )
-    with _stage(timer, "geodesics"):
-        if geodesic is None:
-            raw, normalised = shape_geodesics(pts, knn, unreachable, source=mesh.source)
-        else:
-            raw = np.asarray(geodesic, dtype=np.float64)
-            if raw.shape != (len(pts), len(pts)):
-                raise DataError(
-                    f"{mesh.source}: precomputed geodesic matrix is {raw.shape}, "
-                    f"expected {(len(pts), len(pts))}"
-                )
-            normalised = geo.normalise_geodesic(raw, source=mesh.source)
+    unsmoothed, counts = backproject_views(mesh, pts, backbone, settings, device, timer)
+    raw = np.asarray(geodesic, dtype=np.float64)
+    if raw.shape != (len(pts), len(pts)):
+        raise DataError(
+            f"{mesh.source}: precomputed geodesic matrix is {raw.shape}, "
+            f"expected {(len(pts), len(pts))}"
+        )
+    normalised = geo.normalise_geodesic(raw, source=mesh.source)
     with _stage(timer, "smoothing"):
-        smoothed = geodesic_smooth(unsmoothed, counts, normalised, sigma=sigma)
+        smoothed = geodesic_smooth(unsmoothed, counts, normalised, sigma=settings.sigma)
     return ShapeFeatures(
         features=np.asarray(smoothed, dtype=np.float32),
         counts=counts,
@@ -410,17 +362,12 @@ def extract_shape_features(
     )
 
 
-def feature_settings(backbone_name: str, layer: str | None = None, **settings: Any) -> dict:
-    """The settings that determine a shape's features, as one dict for :func:`config_hash`."""
-    return {"backbone": backbone_name, "layer": layer, **settings}
-
-
 def save_shape_features(
     path: str | os.PathLike[str], shape: ShapeFeatures, header: Mapping[str, Any]
 ) -> Path:
     """Store a :class:`ShapeFeatures` as a checked ``.npz`` (geodesics as float16, see cache).
 
-    ``header`` should hold ``config_hash`` (of :func:`feature_settings`), ``backbone``,
+    ``header`` should hold ``config_hash`` (of the settings that produced it), ``backbone``,
     ``class_id`` and ``model_id``.
     """
     encoded, scale = encode_geodesic(shape.geodesic)
@@ -468,10 +415,9 @@ __all__ = [
     "backproject_views",
     "config_hash",
     "extract_shape_features",
-    "feature_settings",
     "load_shape_features",
     "sample_surface",
     "save_shape_features",
-    "shape_geodesics",
+    "shape_geodesic",
     "unit_box",
 ]

@@ -177,26 +177,6 @@ class FeatureSettings:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def extraction_options(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`bt3d.pipeline.extract_shape_features` (all but the
-        mesh, points, backbone, device and geodesics)."""
-        r, b = self.render, self.backbone
-        return {
-            "n_azimuth": r.n_azimuth,
-            "n_polar": r.n_polar,
-            "distance": r.distance,
-            "fov": r.fov,
-            "image_size": r.image_size,
-            "render_backend": r.backend,
-            "textured": r.textured,
-            "sampling": self.sampling,
-            "normalise": self.normalise,
-            "sigma": self.sigma,
-            "batch_size": b.batch_size,
-            "precision": b.precision,
-            "tokens": b.tokens,
-        }
-
 
 @dataclass(frozen=True)
 class GeodesicSettings(_Settings):

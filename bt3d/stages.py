@@ -1,9 +1,10 @@
 """The stages of the method as library calls: one path for the workflow and the ``bt3d`` CLI.
 
-Per shape (both paths): :func:`shape_geodesic` -> :func:`shape_features` ->
-:func:`labelled_shape` (labelled shapes, for :func:`bt3d.fewshot.build_prototypes`) ->
-:func:`predict_shape`. The workflow's rules run them per part of a category (``shots`` = the
-labelled shapes, ``shard-k`` = every ``shards``-th test shape, see :mod:`bt3d.selection`):
+Per shape (both paths): :func:`bt3d.pipeline.shape_geodesic` ->
+:func:`bt3d.pipeline.extract_shape_features` -> :func:`labelled_shape` (labelled shapes, for
+:func:`bt3d.fewshot.build_prototypes`) -> :func:`predict_shape`. The workflow's rules run them
+per part of a category (``shots`` = the labelled shapes, ``shard-k`` = every ``shards``-th
+test shape, see :mod:`bt3d.selection`):
 :func:`part_geodesics`, :func:`part_features`, :func:`category_prototypes`,
 :func:`part_predictions`, each reading its inputs through :mod:`bt3d.results` and writing one
 artifact. Geodesics are used as they are stored (float16, :func:`bt3d.cache.encode_geodesic`)
@@ -19,13 +20,19 @@ from typing import Any
 
 import numpy as np
 
-from bt3d.cache import encode_geodesic, make_header, save_arrays, save_json_atomic
+from bt3d.cache import (
+    decode_geodesic,
+    encode_geodesic,
+    make_header,
+    save_arrays,
+    save_json_atomic,
+)
 from bt3d.consistency import check_annotation_points, check_points_on_mesh
 from bt3d.errors import DataError
 from bt3d.fewshot import KeypointPrototypes, LabelledShape, build_prototypes
-from bt3d.geodesic import geodesic_matrix
 from bt3d.integrity import describe_missing
 from bt3d.io import KeypointNetDataset, load_mesh, load_points, validate_annotation
+from bt3d.pipeline import extract_shape_features, shape_geodesic
 from bt3d.results import (
     Provenance,
     read_feature_part,
@@ -40,44 +47,6 @@ ShapePaths = Sequence[tuple[str, str]]  # (point cloud, mesh) per shape
 
 
 # ----------------------------------------------------------------------------- per shape
-
-
-def shape_geodesic(
-    mesh: Mesh, points: np.ndarray, settings: GeodesicSettings, source: str, threads: int = 1
-) -> tuple[np.ndarray, float]:
-    """A shape's geodesics as stored: ``(normalised (N, N) float16, scale)``, raw = both's
-    product; with ``settings.normalise`` in units of the mesh's bounding-box diagonal."""
-    from bt3d.pipeline import unit_box
-
-    if settings.normalise:
-        points = unit_box(mesh, points)[1]
-    raw = geodesic_matrix(
-        points, k=settings.knn, unreachable=settings.unreachable, source=source, threads=threads
-    )
-    return encode_geodesic(raw)
-
-
-def shape_features(
-    mesh: Mesh,
-    points: np.ndarray,
-    backbone: Any,
-    settings: FeatureSettings,
-    device: Any,
-    geodesic: np.ndarray,
-    scale: float,
-):
-    """:func:`bt3d.pipeline.extract_shape_features` of a shape, smoothed with its stored
-    geodesics (``geodesic`` (N, N) float16 normalised, ``scale`` its maximum)."""
-    from bt3d.pipeline import extract_shape_features
-
-    return extract_shape_features(
-        mesh,
-        points,
-        backbone,
-        device=device,
-        geodesic=geodesic.astype(np.float64) * scale,
-        **settings.extraction_options(),
-    )
 
 
 def labelled_shape(
@@ -229,7 +198,7 @@ def part_geodesics(
         mesh, points = load_checked_shape(
             annotations[model_id], shape_files, settings.surface_tolerance
         )
-        matrix, scale = shape_geodesic(mesh, points, settings, model_id, threads)
+        matrix, scale = encode_geodesic(shape_geodesic(mesh, points, settings, model_id, threads))
         encoded.append(matrix)
         scales.append(scale)
         print(f"{selection.category}/{model_id}: geodesic diameter {scale:.4f}")
@@ -288,10 +257,10 @@ def part_features(
     features, counts = [], []
     for i, (model_id, (pcd, ply)) in enumerate(zip(model_ids, shapes, strict=True)):
         start = time.perf_counter()
-        shape = shape_features(
-            load_mesh(ply), load_points(pcd), backbone, settings, device,
-            geo["geodesic"][i], geo["scale"][i],
-        )  # fmt: skip
+        raw = decode_geodesic(geo["geodesic"][i], geo["scale"][i])
+        shape = extract_shape_features(
+            load_mesh(ply), load_points(pcd), backbone, settings, raw, device
+        )
         features.append(shape.features.astype(np.float32))
         counts.append(shape.counts.astype(np.int64))
         print(

@@ -164,7 +164,8 @@ def evaluate(case: Case, out: Path) -> dict[str, float]:
     random points, and the confidences' Spearman correlation with the error.
 
     True keypoints go to their nearest sampled point, as in KeypointNet; the geodesics are
-    the run's own (its feature cache, found by the mesh hash ``detect.json`` records)."""
+    the run's own (its feature cache, found by the mesh hash ``detect.json`` records),
+    measured on the shape scaled to a unit diagonal."""
     from scipy.stats import spearmanr
 
     from bt3d.metrics import iou_curve, pck_curve, random_baseline_indices
@@ -177,7 +178,7 @@ def evaluate(case: Case, out: Path) -> dict[str, float]:
     for shape in manifest["shapes"]:
         (cached,) = (out / ".cache").glob(f"{shape['mesh_hash'][:20]}-*.npz")
         features, _ = load_shape_features(cached)
-        points, d = features.points, features.geodesic / shape["diagonal"]
+        points, d = features.points, features.geodesic  # in units of the diagonal
         truth = case.truth[shape["stem"]]
         rows = (out / f"{shape['stem']}.csv").read_text().splitlines()
         assert rows[0] == "name,x,y,z,confidence"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,21 @@ from bt3d.pipeline import (
     load_shape_features,
     sample_surface,
     save_shape_features,
+    shape_geodesic,
 )
+from bt3d.settings import FeatureSettings, GeodesicSettings, load_config
 from bt3d.structures import Mesh
 
-FEW_VIEWS = {"n_azimuth": 4, "n_polar": 2, "image_size": 112}  # 4 x 2 + 2 poles = 10 views
+# 4 x 2 + 2 poles = 10 views, shapes as stored (normalise false), float32
+CONFIG = load_config(
+    overrides={
+        "render": {"n_azimuth": 4, "n_polar": 2, "image_size": 112},
+        "backbone": {"name": "classical", "layer": None, "precision": "float32"},
+        "dataset": {"normalise": False},
+    }
+)
+FEW_VIEWS = FeatureSettings.from_config(CONFIG)
+GEODESIC = GeodesicSettings.from_config(CONFIG)
 
 
 def _table_mesh() -> Mesh:
@@ -55,7 +67,9 @@ def classical():
 def features(table, classical) -> tuple[ShapeFeatures, StageTimer]:
     mesh, points = table
     timer = StageTimer()
-    return extract_shape_features(mesh, points, classical, timer=timer, **FEW_VIEWS), timer
+    with timer.stage("geodesics"):
+        raw = shape_geodesic(mesh, points, GEODESIC, "table")
+    return extract_shape_features(mesh, points, classical, FEW_VIEWS, raw, timer=timer), timer
 
 
 def test_sample_surface_lies_on_the_mesh(table) -> None:
@@ -103,21 +117,19 @@ def test_timer_records_every_stage(features) -> None:
     assert set(timer.totals()) == set(STAGES)
 
 
-def test_precomputed_geodesic_gives_same_features(table, classical, features) -> None:
+def test_a_geodesic_matrix_of_other_points_is_refused(table, classical, features) -> None:
     mesh, points = table
     sf, _ = features
-    again = extract_shape_features(mesh, points, classical, geodesic=sf.geodesic, **FEW_VIEWS)
-    np.testing.assert_allclose(again.features, sf.features, rtol=1e-5, atol=1e-7)
     with pytest.raises(DataError, match=r"table-primitive.*\(300, 300\)"):
-        extract_shape_features(mesh, points, classical, geodesic=sf.geodesic[:5, :5], **FEW_VIEWS)
+        extract_shape_features(mesh, points, classical, FEW_VIEWS, sf.geodesic[:5, :5])
 
 
-def test_bad_points_are_rejected(table, classical) -> None:
+def test_bad_points_are_rejected(table, classical, features) -> None:
     mesh, points = table
     bad = points.copy()
     bad[3, 1] = np.nan
     with pytest.raises(DataError, match="table-primitive.*NaN"):
-        extract_shape_features(mesh, bad, classical, **FEW_VIEWS)
+        extract_shape_features(mesh, bad, classical, FEW_VIEWS, features[0].geodesic)
 
 
 def test_save_load_round_trip_and_header_check(tmp_path: Path, features) -> None:
@@ -159,9 +171,12 @@ def test_normalise_renders_any_scale_and_position_like_the_unit_box(table, class
         match=r"^table-in-millimetres: view \d+ .* is the shape normalised to the unit box\? "
         r"\(dataset.normalise: true or bt3d features --normalise renders it at that scale\)$",
     ):
-        extract_shape_features(big, big_points, classical, **FEW_VIEWS)
-    ours = extract_shape_features(big, big_points, classical, normalise=True, **FEW_VIEWS)
-    unit = extract_shape_features(mesh, points, classical, normalise=True, **FEW_VIEWS)
+        extract_shape_features(big, big_points, classical, FEW_VIEWS, np.zeros((300, 300)))
+    normalise = replace(FEW_VIEWS, normalise=True)
+    big_geodesic = shape_geodesic(big, big_points, GEODESIC, "big")  # in the file's units
+    unit_geodesic = shape_geodesic(mesh, points, GEODESIC, "unit")
+    ours = extract_shape_features(big, big_points, classical, normalise, big_geodesic)
+    unit = extract_shape_features(mesh, points, classical, normalise, unit_geodesic)
     assert np.array_equal(ours.counts, unit.counts)
     np.testing.assert_allclose(ours.features, unit.features, atol=1e-4)
     # geodesics stay in the shape's own units

@@ -68,22 +68,23 @@ def test_face_ids_depth_and_visibility_agree(shape) -> None:
 
 def test_backprojected_features_agree(shape) -> None:
     from bt3d.backbones import get_backbone
-    from bt3d.pipeline import extract_shape_features
+    from bt3d.pipeline import extract_shape_features, shape_geodesic
+    from bt3d.settings import FeatureSettings, GeodesicSettings, load_config
 
     name, mesh, points = shape
     backbone = get_backbone("dinov2_vits14_offline", layer="block9")
-    results = {
-        backend: extract_shape_features(
-            mesh,
-            points,
-            backbone,
-            **VIEWS,
-            image_size=IMAGE_SIZE,
-            render_backend=backend,
-            normalise=True,
-        )  # fmt: skip
-        for backend in ("embree", "pytorch3d")
-    }
+    config = load_config(
+        overrides={
+            "render": {**VIEWS, "image_size": IMAGE_SIZE},
+            "backbone": {"layer": "block9", "precision": "float32"},
+        }
+    )
+    geodesic = shape_geodesic(mesh, points, GeodesicSettings.from_config(config), name)
+    results = {}
+    for backend in ("embree", "pytorch3d"):
+        config["render"]["backend"] = backend
+        settings = FeatureSettings.from_config(config)
+        results[backend] = extract_shape_features(mesh, points, backbone, settings, geodesic)
     a, b = results["embree"], results["pytorch3d"]
     cosine = np.sum(a.features * b.features, axis=1) / (
         np.linalg.norm(a.features, axis=1) * np.linalg.norm(b.features, axis=1) + 1e-12

@@ -43,7 +43,7 @@ def test_load_config_merges_a_file_then_overrides(tmp_path: Path) -> None:
     assert cfg["render"]["fov"] == default_config()["render"]["fov"]  # untouched default
     settings = FeatureSettings.from_config(cfg)
     assert settings.render.n_polar == 3 and settings.backbone.batch_size == 4
-    assert settings.extraction_options()["render_backend"] == "embree"
+    assert settings.render.backend == "embree" and settings.normalise is True
     assert GeodesicSettings.from_config(cfg).knn == 20
     assert OptimiserSettings.from_config(cfg).optimise_options()["steps"] == 50
 
