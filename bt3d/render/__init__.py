@@ -23,43 +23,23 @@ the image is clipped to [0, 1].
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from bt3d.cameras import Cameras
 from bt3d.errors import ConfigError
+from bt3d.render.raster import (  # noqa: F401 (the backends' shared shading constants)
+    _NORMAL_EPS,
+    AMBIENT,
+    BACKGROUND,
+    DIFFUSE,
+    GREY,
+    SHININESS,
+    SPECULAR,
+    Rasterization,
+)
 from bt3d.structures import Mesh
 
-GREY = 0.7
-AMBIENT = 0.5
-DIFFUSE = 0.3
-SPECULAR = 0.2
-SHININESS = 64.0
-BACKGROUND = 1.0
-_NORMAL_EPS = 1e-6  # eps of PyTorch3D's F.normalize in the lighting code
-
 BACKENDS = ("embree", "pytorch3d")
-
-
-@dataclass(frozen=True)
-class Rasterization:
-    """What a backend returns for V views of an (H, W) image.
-
-    Attributes:
-        face_ids: (V, H, W) int64 index of the mesh face seen at each pixel centre, -1 for
-            background.
-        depth: (V, H, W) float32 view-space depth of that hit (PyTorch3D's ``zbuf``), inf for
-            background.
-        images: (V, 3, H, W) float32 RGB in [0, 1].
-        layers: (V, H, W, K) int64 the K nearest faces along each pixel's ray (first = face_ids,
-            -1 where there are fewer) when rendered with ``faces_per_pixel = K > 1``, else None.
-    """
-
-    face_ids: np.ndarray
-    depth: np.ndarray
-    images: np.ndarray
-    layers: np.ndarray | None = None
 
 
 def available_backends() -> list[str]:

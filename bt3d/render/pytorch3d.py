@@ -49,7 +49,7 @@ def render_pytorch3d(
         raise ConfigError(INSTALL_HINT) from error
 
     from bt3d.device import resolve_device
-    from bt3d.render import AMBIENT, BACKGROUND, GREY, Rasterization
+    from bt3d.render.raster import AMBIENT, BACKGROUND, GREY, Rasterization
 
     dev = resolve_device(device)
     n_views, n_faces = len(cameras), len(mesh.faces)
