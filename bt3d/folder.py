@@ -135,13 +135,13 @@ def _config_problems(folder: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _config_key(message: str, folder: Mapping[str, Any]) -> str:
+def _config_key(message: str, folder: Mapping[str, Any], out: Path) -> str:
     """The config key whose file a library error names (for the one-line message)."""
     for i, pair in enumerate(folder.get("labelled") or []):
         for key in ("labels", "mesh"):
             if str(pair[key]) in message:
                 return f"dataset.folder.labelled[{i}].{key}"
-    if folder.get("out") and str(folder["out"]) in message:
+    if message.startswith(f"{out}:"):
         return "dataset.folder.out"
     return "dataset.folder.shapes"
 
@@ -167,7 +167,7 @@ def plan_folder(config: Mapping[str, Any], out: Path) -> FolderPlan:
             pairs, shapes_dir, out, settings, lambda m: notes.append(f"bt3d: warning: {m}")
         )
     except Bt3dError as exc:
-        raise type(exc)(f"{_config_key(str(exc), folder)}: {exc}") from None
+        raise type(exc)(f"{_config_key(str(exc), folder, out)}: {exc}") from None
     notes += [snap_report(item, settings) for item in labelled]
     size = int(folder["chunk_size"])
     paths = [t.path for t in targets]
