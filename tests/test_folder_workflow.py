@@ -1,6 +1,6 @@
 """The Snakemake mode of `bt3d detect` (`dataset.name: folder`): same outputs, cached features.
 
-Three labelled meshes with .pp files and a folder of five meshes in mixed formats and
+Three labelled meshes with .pp files and a folder of three meshes in mixed formats and
 scales (tests/own_shapes.py, as tests/test_detect.py), the weights-free ``classical``
 backbone with 4 views of 112 px and 512 points (fast; accuracy is test_detect's job). The
 workflow's outputs must equal those of `bt3d detect` with the same settings byte for byte:
@@ -33,9 +33,9 @@ DETECT = ["--backbone", "classical", "--n-azimuth", "2", "--n-polar", "1", "--im
 
 @pytest.fixture(scope="module")
 def case(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Case:
-    """Four labelled meshes (the workflow starts with three) and five folder meshes."""
+    """Four labelled meshes (the workflow starts with three) and three folder meshes."""
     return build_case(
-        tmp_path_factory.mktemp("folder"), shared_data, folder_meshes=FOLDER[1::2], extra_labelled=1
+        tmp_path_factory.mktemp("folder"), shared_data, folder_meshes=FOLDER[1::3], extra_labelled=1
     )
 
 
@@ -83,14 +83,14 @@ def test_folder_workflow_equals_bt3d_detect_and_caches_features(case: Case) -> N
     config = write_config(case, "three.yaml", three, "out", chunk_size=8)
     run = snakemake(case, config, "--cores", "2")
     assert run.returncode == 0, run.stderr[-3000:]
-    jobs = {"folder_features": 8, "folder_prototypes": 1, "folder_predict": 1}
+    jobs = {"folder_features": 6, "folder_prototypes": 1, "folder_predict": 1}
     assert job_counts(run.stderr) == {**jobs, "folder_results": 1, "all": 1}
     out, cli = case.root / "out", case.root / "cli"
 
     # bt3d detect, same settings: its own features equal the workflow's ...
     first = detect(case, "cli", three)
     assert first.returncode == 0, first.stderr
-    assert "features: 8 computed, 0 from the cache" in first.stdout, first.stdout
+    assert "features: 6 computed, 0 from the cache" in first.stdout, first.stdout
     feature_files = sorted(p.name for p in (out / ".cache").glob("*.npz"))
     assert feature_files == sorted(p.name for p in (cli / ".cache").glob("*.npz"))
     for name in feature_files:
@@ -100,9 +100,9 @@ def test_folder_workflow_equals_bt3d_detect_and_caches_features(case: Case) -> N
     # ... and its run on those cached features writes the workflow's outputs byte for byte
     second = detect(case, "cli", three)
     assert second.returncode == 0, second.stderr
-    assert "features: 0 computed, 8 from the cache" in second.stdout, second.stdout
+    assert "features: 0 computed, 6 from the cache" in second.stdout, second.stdout
     names = results(out)
-    assert names == results(cli) and len(names) == 5 * 3 + 2  # <stem>.csv/.pp/.json, page, manifest
+    assert names == results(cli) and len(names) == 3 * 3 + 2  # <stem>.csv/.pp/.json, page, manifest
     for name in names:
         assert (out / name).read_bytes() == (cli / name).read_bytes(), name
 
@@ -110,7 +110,7 @@ def test_folder_workflow_equals_bt3d_detect_and_caches_features(case: Case) -> N
     config = write_config(case, "four.yaml", four, "out", chunk_size=2)
     dry = snakemake(case, config, "--cores", "2", "--dry-run")
     assert dry.returncode == 0, dry.stderr[-3000:]
-    jobs = {"folder_features": 1, "folder_prototypes": 1, "folder_predict": 3}
+    jobs = {"folder_features": 1, "folder_prototypes": 1, "folder_predict": 2}
     assert job_counts(dry.stdout + dry.stderr) == {**jobs, "folder_results": 1, "all": 1}
     stamps = {p: p.stat().st_mtime_ns for p in (out / ".cache").glob("*.npz")}
     run = snakemake(case, config, "--cores", "2")
