@@ -11,7 +11,7 @@ from bt3d.detect import CACHE_DIR
 from bt3d.folder import PROTOTYPES, plan_folder
 
 FOLDER = DATASET["folder"]
-FOLDER_OUT = FOLDER["out"] or f"{RESULTS}/keypoints"
+FOLDER_OUT = str(Path(FOLDER["out"] or f"{RESULTS}/keypoints"))  # "./x/" -> "x"
 FOLDER_CACHE = f"{FOLDER_OUT}/{CACHE_DIR}"
 FOLDER_PAGE = f"{FOLDER_OUT}/index.html"
 try:
