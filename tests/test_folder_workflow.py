@@ -86,6 +86,9 @@ def test_folder_workflow_equals_bt3d_detect_and_caches_features(case: Case) -> N
     jobs = {"folder_features": 6, "folder_prototypes": 1, "folder_predict": 1}
     assert job_counts(run.stderr) == {**jobs, "folder_results": 1, "all": 1}
     out, cli = case.root / "out", case.root / "cli"
+    lint = snakemake(case, config, "--lint")  # the folder rules, as the user's run plans them
+    assert lint.returncode == 0, lint.stderr
+    assert "workflow is in a good condition" in lint.stdout + lint.stderr, lint.stderr
 
     # bt3d detect, same settings: its own features equal the workflow's ...
     first = detect(case, "cli", three)
