@@ -36,6 +36,8 @@ else:
 
 onstart:
     check_device()
+    if DATASET["name"] == "folder":
+        PLAN.save(FOLDER_PLAN)
 
 
 rule all:

@@ -78,43 +78,47 @@ def settings_from_config(config: Mapping[str, Any]) -> DetectSettings:
 
 @dataclass(frozen=True)
 class FolderPlan:
-    """What the workflow needs to know before any job: the checked inputs and file names.
+    """What the workflow needs to know before any job: checked inputs and file names (plain
+    data, saved as JSON for cluster jobs, which read it instead of checking every mesh again).
 
     Attributes:
-        pairs: (mesh, labels) files; shapes_dir, out: the folder to label and the output
-        folder; settings: the run's settings; names: keypoint names (semantic id order);
+        pairs: [mesh, labels] files; settings: the run's :class:`DetectSettings` as a dict;
         features: feature file -> the mesh it is computed from (labelled and folder meshes,
-        one per distinct geometry); labelled, targets: the loaded shapes; chunks: folder
-        meshes per prediction job; notes: lines to show at start (names seen once, snapping).
+        one per distinct geometry); labelled_features: the labelled meshes' feature files;
+        target_features: folder mesh -> its feature file (sorted by file name); chunks:
+        folder meshes per prediction job; notes: lines to show at start (names seen once,
+        snapping).
     """
 
-    pairs: list[tuple[Path, Path]]
-    shapes_dir: Path
-    out: Path
-    settings: DetectSettings
-    names: list[str]
-    features: dict[str, Path]
-    labelled: list[Shape]
-    targets: list[Shape]
-    chunks: list[list[Path]]
+    pairs: list[list[str]]
+    settings: dict[str, Any]
+    features: dict[str, str]
+    labelled_features: list[str]
+    target_features: dict[str, str]
+    chunks: list[list[str]]
     notes: list[str]
 
     def feature_settings(self) -> dict[str, Any]:
         """The settings a features job gets: not the prototype/optimiser/output ones, so
         changing those reruns no features job."""
         later = {"mode", "steps", "reduction", "tolerance", "class_id"}
-        return {k: v for k, v in asdict(self.settings).items() if k not in later}
-
-    def feature_of(self, shape: Shape) -> str:
-        return str(feature_file(self.out / CACHE_DIR, shape, self.settings))
-
-    def feature_files(self, shapes: Sequence[Shape]) -> list[str]:
-        return [self.feature_of(s) for s in shapes]
+        return {k: v for k, v in self.settings.items() if k not in later}
 
     def chunk_features(self, chunk: int) -> list[str]:
         """The feature files of one prediction chunk's meshes."""
-        paths = set(self.chunks[chunk])
-        return self.feature_files([t for t in self.targets if t.path in paths])
+        return [self.target_features[m] for m in self.chunks[chunk]]
+
+    def save(self, path: Path) -> None:
+        from bt3d.cache import save_json_atomic
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        save_json_atomic(path, {"plan": asdict(self)})
+
+    @classmethod
+    def load(cls, path: Path) -> FolderPlan:
+        from bt3d.cache import load_json_artifact
+
+        return cls(**load_json_artifact(path)["plan"])
 
 
 def _config_problems(folder: Mapping[str, Any]) -> list[str]:
@@ -169,16 +173,21 @@ def plan_folder(config: Mapping[str, Any], out: Path) -> FolderPlan:
     except Bt3dError as exc:
         raise type(exc)(f"{_config_key(str(exc), folder, out)}: {exc}") from None
     notes += [snap_report(item, settings) for item in labelled]
+    cache = out / CACHE_DIR
+    features: dict[str, str] = {}
+    for shape in [item.shape for item in labelled] + targets:
+        features.setdefault(str(feature_file(cache, shape, settings)), str(shape.path))
+    paths = [str(t.path) for t in targets]
     size = int(folder["chunk_size"])
-    paths = [t.path for t in targets]
-    chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
-    plan = FolderPlan(
-        pairs, shapes_dir, out, settings, names, {}, [i.shape for i in labelled], targets,
-        chunks, notes,
-    )  # fmt: skip
-    for shape in plan.labelled + targets:
-        plan.features.setdefault(plan.feature_of(shape), shape.path)
-    return plan
+    return FolderPlan(
+        pairs=[[str(m), str(lab)] for m, lab in pairs],
+        settings=asdict(settings),
+        features=features,
+        labelled_features=[str(feature_file(cache, i.shape, settings)) for i in labelled],
+        target_features={str(t.path): str(feature_file(cache, t, settings)) for t in targets},
+        chunks=[paths[i : i + size] for i in range(0, len(paths), size)],
+        notes=notes,
+    )
 
 
 def mesh_features(mesh: Path, settings: DetectSettings, cache: Path) -> Path:

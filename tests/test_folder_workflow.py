@@ -127,6 +127,20 @@ def test_folder_workflow_equals_bt3d_detect_and_caches_features(case: Case) -> N
     ]
     assert results(out) == names
 
+    # a cluster job reads the plan its main process checked and saved (onstart), and loads
+    # no other mesh: it runs with a labels file gone that would stop a main process
+    key = sorted(stamps)[0].stem
+    labels = four[1]
+    labels.rename(labels.with_suffix(".away"))
+    try:
+        job = snakemake(case, config, "--mode", "remote", "--target-jobs",
+                        f"folder_features:feature_key={key}", "--cores", "1",
+                        "--forcerun", "folder_features")  # fmt: skip
+    finally:
+        labels.with_suffix(".away").rename(labels)
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert "Finished jobid: 0 (Rule: folder_features)" in job.stderr, job.stderr[-3000:]
+
 
 def test_bad_labels_stop_the_workflow_at_start(case: Case) -> None:
     empty = case.root / "labelled" / "empty.pp"

@@ -4,28 +4,29 @@
 # (named by the mesh's geometry hash and the feature settings, in OUT/.cache as bt3d detect's
 # cache: an unchanged mesh is never recomputed), prototypes from the labelled meshes,
 # predictions per chunk of folder meshes, and OUT/<stem>.csv/.pp/.json + index.html.
-from dataclasses import asdict
 from pathlib import Path
 
 from bt3d.detect import CACHE_DIR
-from bt3d.folder import PROTOTYPES, plan_folder
+from bt3d.folder import PROTOTYPES, FolderPlan, plan_folder
 
 FOLDER = DATASET["folder"]
 FOLDER_OUT = str(Path(FOLDER["out"] or f"{RESULTS}/keypoints"))  # "./x/" -> "x"
 FOLDER_CACHE = f"{FOLDER_OUT}/{CACHE_DIR}"
 FOLDER_PAGE = f"{FOLDER_OUT}/index.html"
-try:
-    PLAN = plan_folder(config, Path(FOLDER_OUT))
-except Bt3dError as exc:
-    stop(str(exc))  # one line per bad value, naming the key and the file
+FOLDER_PLAN = f"{FOLDER_CACHE}/folder/plan.json"  # saved at onstart, for cluster jobs
 if workflow.is_main_process:
+    try:
+        PLAN = plan_folder(config, Path(FOLDER_OUT))
+    except Bt3dError as exc:
+        stop(str(exc))  # one line per bad value, naming the key and the file
     for note in PLAN.notes:
         print(note, file=sys.stderr)
-FOLDER_SETTINGS = asdict(PLAN.settings)
-FEATURE_MESHES = {Path(f).stem: str(m) for f, m in PLAN.features.items()}
-LABELLED = [str(p) for pair in PLAN.pairs for p in pair]
-TARGETS = [str(t.path) for t in PLAN.targets]
-CHUNKS = [[str(p) for p in chunk] for chunk in PLAN.chunks]
+else:  # a cluster job: the plan its main process checked and saved
+    PLAN = at_start(FolderPlan.load, FOLDER_PLAN)
+FEATURE_MESHES = {Path(f).stem: m for f, m in PLAN.features.items()}
+LABELLED = [p for pair in PLAN.pairs for p in pair]
+TARGETS = list(PLAN.target_features)
+CHUNKS = PLAN.chunks
 
 
 wildcard_constraints:
@@ -56,7 +57,7 @@ rule folder_features:
 rule folder_prototypes:
     input:
         labelled=LABELLED,
-        features=PLAN.feature_files(PLAN.labelled),
+        features=PLAN.labelled_features,
     output:
         prototypes=f"{FOLDER_CACHE}/{PROTOTYPES}",
     log:
@@ -64,7 +65,7 @@ rule folder_prototypes:
     conda:
         "../../envs/features.yaml"
     params:
-        settings=FOLDER_SETTINGS,
+        settings=PLAN.settings,
         cache=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
         labelled=LABELLED,
     script:
@@ -87,7 +88,7 @@ rule folder_predict:
         mem_mb=RESOURCES.get("optimize_mem_mb", 2000),
         gpu=1 if is_cuda() else 0,
     params:
-        settings=FOLDER_SETTINGS,
+        settings=PLAN.settings,
         cache=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
         meshes=lambda wildcards: CHUNKS[int(wildcards.chunk)],
     script:
@@ -116,7 +117,7 @@ rule folder_results:
     conda:
         "../../envs/features.yaml"
     params:
-        settings=FOLDER_SETTINGS,
+        settings=PLAN.settings,
         labelled=LABELLED,
         shapes=lambda wildcards, input: os.path.dirname(input.meshes[0]),
         out=lambda wildcards, output: os.path.dirname(output.page),
