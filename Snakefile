@@ -18,18 +18,29 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/features.smk"
-include: "workflow/rules/keypoints.smk"
-include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/report.smk"
+
+
+# dataset.name: folder = your own meshes (bt3d detect's job as jobs); else KeypointNet layout
+if DATASET["name"] == "folder":
+
+    include: "workflow/rules/folder.smk"
+
+else:
+
+    include: "workflow/rules/data.smk"
+    include: "workflow/rules/features.smk"
+    include: "workflow/rules/keypoints.smk"
+    include: "workflow/rules/evaluate.smk"
+    include: "workflow/rules/report.smk"
 
 
 onstart:
     check_device()
+    if DATASET["name"] == "folder":
+        PLAN.save(FOLDER_PLAN)
 
 
 rule all:
     default_target: True
     input:
-        all_targets(),
+        [FOLDER_PAGE] if DATASET["name"] == "folder" else all_targets(),

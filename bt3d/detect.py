@@ -228,15 +228,46 @@ def check_output_folder(out: Path, shapes_dir: Path, inputs: Sequence[Path]) -> 
         )
 
 
-def _prepare_shape(path: Path, settings: DetectSettings, seen: dict[Path, Shape]) -> Shape:
+def load_shape(path: Path, settings: DetectSettings) -> Shape:
+    """One mesh file read (checked) with its ``n_points`` surface points sampled (``seed``)."""
     from bt3d.pipeline import sample_surface
 
+    mesh = load_mesh(path)
+    points = sample_surface(mesh, settings.n_points, settings.seed)
+    return Shape(path, mesh, points, content_hash(mesh))
+
+
+def _prepare_shape(path: Path, settings: DetectSettings, seen: dict[Path, Shape]) -> Shape:
     key = path.resolve()
     if key not in seen:
-        mesh = load_mesh(path)
-        points = sample_surface(mesh, settings.n_points, settings.seed)
-        seen[key] = Shape(path, mesh, points, content_hash(mesh))
+        seen[key] = load_shape(path, settings)
     return seen[key]
+
+
+def label_shapes(
+    pairs: Sequence[tuple[Path, Path]], settings: DetectSettings, seen: dict[Path, Shape]
+) -> tuple[list[Labelled], list[str], dict[str, str]]:
+    """Read every labels file, then load each labelled mesh and snap its labels.
+
+    Returns:
+        ``(labelled, names, seen_once)``: the labelled meshes, the sorted keypoint names
+        (semantic id = position) and the names found on one labelled mesh only (-> file).
+    """
+    marks = [read_landmarks(labels) for _, labels in pairs]
+    labelled_keys: dict[Path, Path] = {}
+    labelled = []
+    for (mesh_path, labels_path), landmarks in zip(pairs, marks, strict=True):
+        shape = _prepare_shape(mesh_path, settings, seen)
+        if mesh_path.resolve() in labelled_keys:
+            raise ConfigError(
+                f"{mesh_path}: labelled twice (with {labelled_keys[mesh_path.resolve()]} and "
+                f"{labels_path}); give each labelled mesh once"
+            )
+        labelled_keys[mesh_path.resolve()] = labels_path
+        snapped = snap_landmarks(shape.mesh, shape.points, landmarks, settings.tolerance)
+        labelled.append(Labelled(shape, landmarks, snapped))
+    names, seen_once = landmark_ids(marks)
+    return labelled, names, seen_once
 
 
 def prepare(
@@ -259,21 +290,8 @@ def prepare(
     targets_paths = list_meshes(shapes_dir)
     check_output_folder(out, shapes_dir, [p for pair in pairs for p in pair])
     seen: dict[Path, Shape] = {}
-    marks = [read_landmarks(labels) for _, labels in pairs]
-    labelled_keys: dict[Path, Path] = {}
-    labelled = []
-    for (mesh_path, labels_path), landmarks in zip(pairs, marks, strict=True):
-        shape = _prepare_shape(mesh_path, settings, seen)
-        if mesh_path.resolve() in labelled_keys:
-            raise ConfigError(
-                f"{mesh_path}: labelled twice (with {labelled_keys[mesh_path.resolve()]} and "
-                f"{labels_path}); give each labelled mesh once"
-            )
-        labelled_keys[mesh_path.resolve()] = labels_path
-        snapped = snap_landmarks(shape.mesh, shape.points, landmarks, settings.tolerance)
-        labelled.append(Labelled(shape, landmarks, snapped))
+    labelled, names, seen_once = label_shapes(pairs, settings, seen)
     targets = [_prepare_shape(p, settings, seen) for p in targets_paths]
-    names, seen_once = landmark_ids(marks)
     if seen_once:
         listed = ", ".join(f"{n!r} ({Path(src).name})" for n, src in seen_once.items())
         warn(
@@ -285,6 +303,11 @@ def prepare(
 
 def _cache_path(cache: Path, shape: Shape, settings_hash: str) -> Path:
     return cache / f"{shape.mesh_hash[:20]}-{settings_hash}.npz"
+
+
+def feature_file(cache: Path, shape: Shape, settings: DetectSettings) -> Path:
+    """Where :func:`compute_features` keeps ``shape``'s features under ``cache``."""
+    return _cache_path(cache, shape, config_hash(settings.feature_key()))
 
 
 def compute_features(
@@ -543,6 +566,17 @@ def write_results(
     return files
 
 
+def snap_report(item: Labelled, settings: DetectSettings) -> str:
+    """One line: how far a labels file's points moved to the sampled points."""
+    diag = diagonal(item.shape.mesh)
+    snap = item.snapped.snap_distances
+    return (
+        f"{item.landmarks.source}: {len(snap)} points on {item.shape.path.name}, snapped "
+        f"to the nearest of {settings.n_points} sampled points: median "
+        f"{np.median(snap) / diag:.4f}, max {snap.max() / diag:.4f} of the diagonal"
+    )
+
+
 def run_detect(
     pairs: Sequence[tuple[Path, Path]],
     shapes_dir: Path,
@@ -555,13 +589,7 @@ def run_detect(
     """The whole job; see the module docstring. Returns the predictions per folder mesh."""
     labelled, targets, names = prepare(pairs, shapes_dir, out, settings, warn)
     for item in labelled:
-        diag = diagonal(item.shape.mesh)
-        snap = item.snapped.snap_distances
-        log(
-            f"{item.landmarks.source}: {len(snap)} points on {item.shape.path.name}, snapped "
-            f"to the nearest of {settings.n_points} sampled points: median "
-            f"{np.median(snap) / diag:.4f}, max {snap.max() / diag:.4f} of the diagonal"
-        )
+        log(snap_report(item, settings))
     shapes = [item.shape for item in labelled] + targets
     computed, cached = compute_features(shapes, settings, out / CACHE_DIR, progress)
     log(f"features: {computed} computed, {cached} from the cache ({out / CACHE_DIR})")
@@ -585,9 +613,13 @@ __all__ = [
     "check_output_folder",
     "compute_features",
     "detect_shapes",
+    "feature_file",
     "keypointnet_record",
+    "label_shapes",
     "list_meshes",
+    "load_shape",
     "pair_arguments",
     "prepare",
     "run_detect",
+    "snap_report",
 ]

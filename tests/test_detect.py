@@ -19,125 +19,20 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from own_shapes import Case, build_case, export_mesh
 
 from bt3d.errors import DataError
 from bt3d.labels import read_csv, read_landmarks, read_pp, write_csv, write_pp
 
-REAL_CHAIR = "88382b877be91b2a572f8e1c1caad99e"
-CHAIR = "03001627"
 # weights-free DAISY, 6 x 3 + 2 = 20 views of 224 px, 2048 points (as the README's table)
 FAST = [
     "--backbone", "classical", "--n-azimuth", "6", "--n-polar", "3", "--device", "cpu",
     "--no-progress",
 ]  # fmt: skip
-# (format, scale, translation) of the ten folder meshes
-FOLDER = [
-    ("obj", 1.0, (0.0, 0.0, 0.0)),
-    ("obj", 1000.0, (250.0, -40.0, 3.0)),
-    ("ply", 0.05, (1.0, 2.0, 3.0)),
-    ("ply", 25.4, (0.0, 12.0, 0.0)),
-    ("stl", 1.0, (-0.5, 0.0, 0.2)),
-    ("stl", 100.0, (0.0, 0.0, -80.0)),
-    ("off", 3.0, (0.0, 1.5, 0.0)),
-    ("off", 0.5, (0.1, 0.1, 0.1)),
-    ("glb", 10.0, (5.0, 0.0, 0.0)),
-    ("glb", 1.0, (0.0, -2.0, 0.0)),
-]
-
-
-def _name(semantic_id: int) -> str:
-    from bt3d.synthetic import KEYPOINT_LABELS
-
-    label = KEYPOINT_LABELS["chair"][semantic_id].replace(" of the chair", "")
-    return f"{label} {semantic_id}"
-
-
-def _export(vertices: np.ndarray, faces: np.ndarray, path: Path, scale: float, shift) -> None:
-    """Write a mesh scaled and moved; a .glb keeps the vertices and puts the transform on
-    the scene node (so reading it needs the scene flattened)."""
-    import trimesh
-
-    shift = np.asarray(shift, dtype=np.float64)
-    if path.suffix == ".glb":
-        transform = np.eye(4)
-        transform[:3, :3] *= scale
-        transform[:3, 3] = shift
-        scene = trimesh.Scene()
-        scene.add_geometry(trimesh.Trimesh(vertices, faces, process=False), transform=transform)
-        scene.export(path)
-    else:
-        trimesh.Trimesh(vertices * scale + shift, faces, process=False).export(path)
-
-
-def _write_pp(path: Path, names: list[str], xyz: np.ndarray, mesh_name: str) -> None:
-    """A .pp file as MeshLab writes it (DocumentData, one <point> per landmark)."""
-    lines = [
-        "<!DOCTYPE PickedPoints>",
-        "<PickedPoints>",
-        " <DocumentData>",
-        '  <DateTime time="10:00:00" date="2026-12-03"/>',
-        '  <User name="test"/>',
-        f'  <DataFileName name="{mesh_name}"/>',
-        '  <templateName name=""/>',
-        " </DocumentData>",
-    ]
-    for name, p in zip(names, xyz, strict=True):
-        lines.append(f' <point x="{p[0]}" y="{p[1]}" z="{p[2]}" active="1" name="{name}"/>')
-    lines.append("</PickedPoints>")
-    path.write_text("\n".join(lines) + "\n")
-
-
-@dataclass
-class Case:
-    root: Path
-    labelled: list[Path]  # MESH LABELS MESH LABELS ...
-    folder: Path
-    truth: dict[str, dict[str, np.ndarray]]  # stem -> name -> true xyz (file frame)
-    diagonals: dict[str, float]
-
-
-def build_case(root: Path, shared: Path) -> Case:
-    """Three labelled meshes with .pp files, a folder of ten meshes, their true keypoints."""
-    from bt3d.io import read_annotations, read_ply
-    from bt3d.synthetic import generate_dataset
-
-    data = generate_dataset(root / "synthetic", categories=("chair",), shapes_per_category=12)
-    anns = read_annotations(data / "annotations" / "chair.json")
-    labelled_dir, folder = root / "labelled", root / "shapes"
-    labelled_dir.mkdir()
-    folder.mkdir()
-    labelled: list[Path] = []
-    sample = shared / "keypointnet-sample"
-    real = next(
-        a for a in read_annotations(sample / "annotations/chair.json") if a.model_id == REAL_CHAIR
-    )
-    real_mesh = read_ply(sample / f"ShapeNetCore.v2.ply/{CHAIR}/{REAL_CHAIR}.ply")
-    sources = [(real_mesh, real, 1000.0, (120.0, 450.0, -30.0), "real_chair_mm.obj")]
-    for i in (0, 1):
-        mesh = read_ply(data / f"ShapeNetCore.v2.ply/{CHAIR}/{anns[i].model_id}.ply")
-        sources.append((mesh, anns[i], 1.0, (0.0, 0.0, 0.0), f"synthetic_chair_{i}.ply"))
-    for mesh, ann, scale, shift, name in sources:
-        path = labelled_dir / name
-        _export(mesh.vertices, mesh.faces, path, scale, shift)
-        names = [_name(int(s)) for s in ann.semantic_ids]
-        _write_pp(path.with_suffix(".pp"), names, ann.xyz * scale + np.asarray(shift), name)
-        labelled += [path, path.with_suffix(".pp")]
-    truth, diagonals = {}, {}
-    for k, (fmt, scale, shift) in enumerate(FOLDER):
-        ann = anns[2 + k]
-        mesh = read_ply(data / f"ShapeNetCore.v2.ply/{CHAIR}/{ann.model_id}.ply")
-        stem = f"chair_{k:02d}_x{scale:g}"
-        _export(mesh.vertices, mesh.faces, folder / f"{stem}.{fmt}", scale, shift)
-        xyz = ann.xyz * scale + np.asarray(shift)
-        truth[stem] = {_name(int(s)): p for s, p in zip(ann.semantic_ids, xyz, strict=True)}
-        v = mesh.vertices * scale
-        diagonals[stem] = float(np.linalg.norm(v.max(axis=0) - v.min(axis=0)))
-    return Case(root, labelled, folder, truth, diagonals)
 
 
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
@@ -518,8 +413,8 @@ def test_glb_scene_is_flattened_into_the_file_frame(tmp_path: Path) -> None:
     from bt3d.synthetic import make_shape
 
     mesh = make_shape("chair", 0).mesh
-    _export(mesh.vertices, mesh.faces, tmp_path / "a.glb", 10.0, (5.0, 0.0, 0.0))
-    _export(mesh.vertices, mesh.faces, tmp_path / "a.off", 10.0, (5.0, 0.0, 0.0))
+    export_mesh(mesh.vertices, mesh.faces, tmp_path / "a.glb", 10.0, (5.0, 0.0, 0.0))
+    export_mesh(mesh.vertices, mesh.faces, tmp_path / "a.off", 10.0, (5.0, 0.0, 0.0))
     glb, off = load_mesh(tmp_path / "a.glb"), load_mesh(tmp_path / "a.off")
     for box in ("min", "max"):
         want = getattr(mesh.vertices, box)(axis=0) * 10 + [5, 0, 0]

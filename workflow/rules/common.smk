@@ -114,7 +114,7 @@ def check_categories_present():
     Not for the synthetic dataset (the workflow generates it with the configured categories)
     nor when a category's annotation file is its sample order.
     """
-    if DATASET["name"] == "synthetic" or SAMPLE_ORDER.endswith(".json"):
+    if DATASET["name"] in ("synthetic", "folder") or SAMPLE_ORDER.endswith(".json"):
         return
     if not os.path.exists(SAMPLE_ORDER):
         return
