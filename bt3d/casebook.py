@@ -25,6 +25,10 @@ import numpy as np
 
 from bt3d.errors import DataError
 
+# Largest HTML result Chromium shows inside snakemake's self-contained report, which embeds
+# it as a base64 data: URL (Chromium's URL limit is 2 MiB; base64 takes 4 bytes per 3).
+REPORT_EMBED_LIMIT = (2 * 2**20 - 256) * 3 // 4
+
 Guard = Callable[[str], contextlib.AbstractContextManager]
 
 
@@ -211,8 +215,16 @@ def write_view_page(
     ids = sorted({int(i) for s in shapes for i in (*s.gt_ids, *s.pred_ids)})
     colours = name_colours([label_of(labels, i) for i in ids])
     title = f"{category}: {len(chosen)} of {len(shapes)} test shapes, worst first"
-    page = keypoint_page([shape_view(s, labels, colours) for s in chosen], title=title)
-    write_bytes_atomic(Path(path), page.encode("utf-8"))
+    views = [shape_view(s, labels, colours) for s in chosen]
+    page = keypoint_page(views, title=title, compact=True).encode("utf-8")
+    write_bytes_atomic(Path(path), page)
+    print(f"{category}: {len(chosen)} test shapes in {path} ({len(page) / 2**20:.2f} MiB)")
+    if len(page) > REPORT_EMBED_LIMIT:
+        print(
+            f"WARNING: {path} is {len(page) / 2**20:.2f} MiB: Chromium shows no HTML result "
+            f"over {REPORT_EMBED_LIMIT / 2**20:.2f} MiB inside snakemake's report (a data: URL "
+            "of at most 2 MiB); open the file itself, or lower report.view_shapes"
+        )
 
 
 def worst_case_table(shapes: Sequence[ScoredShape], labels: Mapping[int, str], count: int):

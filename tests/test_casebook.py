@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
+import hashlib
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -102,18 +107,36 @@ def test_worst_case_files(tmp_path: Path) -> None:
     assert 'src="data:image/png;base64,' in page
 
 
+def inlined_figure(page: str) -> dict:
+    """The plotly figure a compact page carries (gzip, base64) as the browser inflates it."""
+    found = re.search(r'<script id="bt3d-figure" type="application/octet-stream">([^<]+)<', page)
+    return json.loads(gzip.decompress(base64.b64decode(found.group(1))))
+
+
 def test_view_page_has_truth_predictions_links_and_errors(tmp_path: Path) -> None:
-    from bt3d.casebook import write_view_page
+    from bt3d.casebook import REPORT_EMBED_LIMIT, write_view_page
+    from bt3d.vendor import PLOTLY_GL3D_GZ, PLOTLY_GL3D_SHA256
 
     page = tmp_path / "airplane.html"
     write_view_page(scored_shapes(), {0: "nose"}, "airplane", page, max_shapes=1)
     text = page.read_text()
-    assert "<script src=" not in text  # plotly.js inline
-    assert "airplane: 1 of 2 test shapes, worst first: m-bad (mean error 0.6250)" in text
-    assert "m-good" not in text  # capped at one shape, the worst
-    assert "ground truth (circle)" in text and "predicted (diamond)" in text
-    assert "geodesic error 0.7500 (distance 3.0000)" in text
-    assert '"symbol":"diamond"' in text.replace(" ", "")
+    assert "<script src=" not in text and "fetch(" not in text  # all inline, no network
+    assert hashlib.sha256(gzip.decompress(PLOTLY_GL3D_GZ.read_bytes())).hexdigest() == (
+        PLOTLY_GL3D_SHA256
+    )
+    assert len(text) < REPORT_EMBED_LIMIT
+    figure = inlined_figure(text)
+    title = figure["layout"]["title"]["text"]
+    assert title == "airplane: 1 of 2 test shapes, worst first: m-bad (mean error 0.6250)"
+    assert "m-good" not in json.dumps(figure)  # capped at one shape, the worst
+    surface, truth, predicted, links = figure["data"]
+    assert truth["name"] == "ground truth (circle)" and truth["text"] == ["nose", "id 1"]
+    assert predicted["name"] == "predicted (diamond)" and predicted["marker"]["symbol"] == "diamond"
+    # id 1: predicted at point 1, truth at point 4: 3/4 of the largest geodesic (4)
+    assert predicted["hovertext"][1] == "id 1<br>predicted (diamond)<br>geodesic error 0.7500 " \
+        "(distance 3.0000)"  # fmt: skip
+    assert truth["marker"]["color"][0] == predicted["marker"]["color"][0]  # colour by id
+    assert links["mode"] == "lines"
 
 
 def test_viewer_layers_and_links_switch_with_the_menu() -> None:
