@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bt3d.errors import DataError
+from bt3d.errors import CacheError, DataError
 
 # Largest HTML result Chromium shows inside snakemake's self-contained report, which embeds
 # it as a base64 data: URL (Chromium's URL limit is 2 MiB; base64 takes 4 bytes per 3).
@@ -87,6 +87,9 @@ def load_test_shapes(
     for path in geodesics:
         with guard(str(path)):
             arrays, _ = load_arrays(path, expected("geodesics", Path(path).stem))
+            lacking = {"model_ids", "geodesic", "scale"} - set(arrays)
+            if lacking:
+                raise CacheError(f"{path}: artifact lacks arrays {sorted(lacking)}")
         for model_id, matrix, scale in zip(
             arrays["model_ids"], arrays["geodesic"], arrays["scale"], strict=True
         ):
@@ -115,6 +118,13 @@ def load_test_shapes(
                 np.asarray(record["semantic_ids"], np.int64),
             )
             gt = truth.point_indices, truth.semantic_ids
+            try:
+                errors = (
+                    keypoint_errors(*pred, *gt, geodesic),
+                    keypoint_errors(*gt, *pred, geodesic),
+                )
+            except DataError as exc:
+                raise DataError(f"{path}: test shape {model_id}: {exc}") from exc
             shapes.append(
                 ScoredShape(
                     model_id=model_id,
@@ -123,8 +133,8 @@ def load_test_shapes(
                     pred_ids=pred[1],
                     gt_indices=np.asarray(gt[0], np.int64),
                     gt_ids=np.asarray(gt[1], np.int64),
-                    gt_errors=keypoint_errors(*pred, *gt, geodesic),
-                    pred_errors=keypoint_errors(*gt, *pred, geodesic),
+                    gt_errors=errors[0],
+                    pred_errors=errors[1],
                     scale=scale,
                 )
             )

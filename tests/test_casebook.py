@@ -160,3 +160,63 @@ def test_viewer_layers_and_links_switch_with_the_menu() -> None:
     with pytest.raises(DataError, match="predicted has 1 keypoints, 2 names"):
         bad = KeypointLayer("predicted", LINE[2:3], ["a", "b"], ["red"])
         keypoint_figure([ShapeView("x", LINE, LINE[:1], ["a"], layers=[bad])])
+
+
+def write_part(root: Path, pred_indices: list[int]) -> dict:
+    """One test shard of one shape on LINE: annotations, .pcd, geodesics and predictions,
+    written by the library's own writers; returns load_test_shapes' file arguments."""
+    from bt3d.cache import encode_geodesic, save_arrays, save_json_atomic
+    from bt3d.io import write_annotations, write_pcd
+    from bt3d.structures import ShapeAnnotation
+
+    truth = ShapeAnnotation(
+        class_id="02691156",
+        model_id="m0",
+        semantic_ids=np.array([0, 1]),
+        point_indices=np.array([0, 4]),
+        xyz=LINE[[0, 4]],
+        face_indices=np.array([0, 0]),
+        face_uvs=np.full((2, 3), 1 / 3),
+        symmetries={},
+        source="test",
+    )
+    write_annotations(root / "airplane.json", [truth])
+    write_pcd(root / "m0.pcd", LINE.astype(np.float32))
+    matrix, scale = encode_geodesic(geodesic_matrix(LINE, k=2))
+    header = {"kind": "geodesics", "part": "shard-0"}
+    arrays = {"model_ids": np.array(["m0"]), "geodesic": matrix[None], "scale": np.array([scale])}
+    save_arrays(root / "shard-0.npz", arrays, header)
+    prediction = {"model_id": "m0", "indices": pred_indices, "semantic_ids": [0, 1]}
+    save_json_atomic(
+        root / "shard-0.json",
+        {"header": {"kind": "predictions", "part": "shard-0"}, "predictions": [prediction]},
+    )
+    return {
+        "annotations": root / "airplane.json",
+        "predictions": [root / "shard-0.json"],
+        "geodesics": [root / "shard-0.npz"],
+        "point_clouds": [root / "m0.pcd"],
+        "expected": lambda kind, part: {"kind": kind, "part": part},
+    }
+
+
+def test_load_test_shapes_reads_the_artifacts_and_scores_them(tmp_path: Path) -> None:
+    from bt3d.casebook import load_test_shapes
+
+    (shape,) = load_test_shapes(**write_part(tmp_path, [1, 4]))
+    assert shape.model_id == "m0" and shape.scale == pytest.approx(4.0)
+    np.testing.assert_allclose(shape.points, LINE)
+    np.testing.assert_allclose(shape.gt_errors, [0.25, 0.0])  # id 0 one point off of four
+    np.testing.assert_allclose(shape.pred_errors, [0.25, 0.0])
+
+
+def test_load_test_shapes_names_the_file_of_a_bad_prediction(tmp_path: Path) -> None:
+    from bt3d.casebook import load_test_shapes
+    from bt3d.errors import CacheError
+
+    files = write_part(tmp_path, [1, 9])  # point 9 of a 5-point shape
+    with pytest.raises(DataError, match=r"shard-0.json: test shape m0: .*index 9 is outside"):
+        load_test_shapes(**files)
+    files["expected"] = lambda kind, part: {"kind": kind, "part": "shard-1"}
+    with pytest.raises(CacheError, match="shard-0.npz"):
+        load_test_shapes(**files)
