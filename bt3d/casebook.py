@@ -226,7 +226,7 @@ def write_view_page(
     colours = name_colours([label_of(labels, i) for i in ids])
     title = f"{category}: {len(chosen)} of {len(shapes)} test shapes, worst first"
     views = [shape_view(s, labels, colours) for s in chosen]
-    page = keypoint_page(views, title=title, compact=True).encode("utf-8")
+    page = keypoint_page(views, title=title, compact=True, up="y").encode("utf-8")
     write_bytes_atomic(Path(path), page)
     print(f"{category}: {len(chosen)} test shapes in {path} ({len(page) / 2**20:.2f} MiB)")
     if len(page) > REPORT_EMBED_LIMIT:

@@ -204,8 +204,9 @@ def shape_traces(view: ShapeView, visible: bool = True) -> list:
     return traces
 
 
-def keypoint_figure(views: Sequence[ShapeView], title: str = "keypoints"):
-    """One plotly figure: a 3D scene showing ``views[0]``, a menu switching between views."""
+def keypoint_figure(views: Sequence[ShapeView], title: str = "keypoints", up: str = "z"):
+    """One plotly figure: a 3D scene showing ``views[0]``, a menu switching between views;
+    ``up``: the axis drawn upwards (``"y"`` for ShapeNet/KeypointNet shapes)."""
     import plotly.graph_objects as go
 
     if not views:
@@ -228,7 +229,7 @@ def keypoint_figure(views: Sequence[ShapeView], title: str = "keypoints"):
         )
     fig.update_layout(
         title={"text": f"{title}: {views[0].title}"},
-        scene={"aspectmode": "data"},
+        scene={"aspectmode": "data", "camera": _camera(up)},
         margin={"l": 0, "r": 0, "t": 60, "b": 0},
         height=720,
         legend={"x": 1.0, "xanchor": "right", "y": 1.0},
@@ -239,8 +240,20 @@ def keypoint_figure(views: Sequence[ShapeView], title: str = "keypoints"):
     return fig
 
 
+def _camera(up: str) -> dict:
+    """A plotly scene camera looking from the front-right, ``up`` ("x", "y", "z") upwards."""
+    if up not in ("x", "y", "z"):
+        raise DataError(f"viewer: up must be 'x', 'y' or 'z', got {up!r}")
+    axes = {"x": (1, 0, 0), "y": (0, 1, 0), "z": (0, 0, 1)}
+    eye = {"x": (0.8, 1.25, 1.25), "y": (1.25, 0.8, 1.25), "z": (1.25, 1.25, 0.8)}[up]
+    return {
+        "up": dict(zip("xyz", axes[up], strict=True)),
+        "eye": dict(zip("xyz", eye, strict=True)),
+    }
+
+
 def keypoint_page(
-    views: Sequence[ShapeView], title: str = "keypoints", compact: bool = False
+    views: Sequence[ShapeView], title: str = "keypoints", compact: bool = False, up: str = "z"
 ) -> str:
     """A complete, self-contained HTML page (plotly.js inline) of :func:`keypoint_figure`.
 
@@ -250,7 +263,7 @@ def keypoint_page(
     0.75 MB plus ~28 kB per shape of 2048 points, small enough to be embedded in Snakemake's
     report as a ``data:`` URL (Chromium shows those up to 2 MB).
     """
-    fig = keypoint_figure(views, title)
+    fig = keypoint_figure(views, title, up)
     if compact:
         return _compact_page(fig, title)
     return fig.to_html(include_plotlyjs=True, full_html=True, div_id="bt3d-keypoints")

@@ -129,6 +129,7 @@ def test_view_page_has_truth_predictions_links_and_errors(tmp_path: Path) -> Non
     title = figure["layout"]["title"]["text"]
     assert title == "airplane: 1 of 2 test shapes, worst first: m-bad (mean error 0.6250)"
     assert "m-good" not in json.dumps(figure)  # capped at one shape, the worst
+    assert figure["layout"]["scene"]["camera"]["up"] == {"x": 0, "y": 1, "z": 0}  # ShapeNet
     surface, truth, predicted, links = figure["data"]
     assert truth["name"] == "ground truth (circle)" and truth["text"] == ["nose", "id 1"]
     assert predicted["name"] == "predicted (diamond)" and predicted["marker"]["symbol"] == "diamond"
