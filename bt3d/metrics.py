@@ -413,3 +413,79 @@ def evaluate_category(
             pred_idx, pred_ids, gt_idx, gt_ids, geodesics, t, symmetric_groups=groups
         )
     return pd.DataFrame(table)
+
+
+# ---------------------------------------------------------------- worst cases
+
+
+def keypoint_errors(
+    pred_indices: Sequence[int] | np.ndarray,
+    pred_ids: Sequence[int] | np.ndarray,
+    gt_indices: Sequence[int] | np.ndarray,
+    gt_ids: Sequence[int] | np.ndarray,
+    geodesic: np.ndarray,
+) -> np.ndarray:
+    """Geodesic error of each ground-truth keypoint of one shape.
+
+    Args:
+        pred_indices: (K,) predicted point indices.
+        pred_ids: (K,) semantic id of each prediction.
+        gt_indices: (M,) ground-truth point indices.
+        gt_ids: (M,) semantic id of each ground-truth keypoint.
+        geodesic: (N, N) geodesic distances (normalised or raw: the errors are in its unit).
+
+    Returns:
+        (M,) float64 ``geodesic[gt, pred]`` to the prediction of the same semantic id (the
+        nearest one if several share it), ``inf`` where no prediction has that id. Swap the
+        roles to get each prediction's distance to its ground truth.
+    """
+    ((_, dist),) = _matched_distances(
+        [pred_indices], [pred_ids], [gt_indices], [gt_ids], [geodesic], None
+    )
+    return dist.astype(np.float64)
+
+
+def worst_keypoints(
+    model_ids: Sequence[str], gt_ids: PerShape, errors: PerShape, count: int
+) -> pd.DataFrame:
+    """The ``count`` ground-truth keypoints with the largest finite error, over all shapes.
+
+    Args:
+        model_ids: (S,) shape ids.
+        gt_ids: per shape, (M_i,) semantic ids of its ground-truth keypoints.
+        errors: per shape, (M_i,) their errors (:func:`keypoint_errors`); ``inf`` (no
+            prediction of that id) is left out.
+        count: rows to keep.
+
+    Returns:
+        Columns ``rank`` (1 = worst), ``model_id``, ``semantic_id``, ``error``, sorted by
+        error descending, ties by model id and semantic id.
+    """
+    _check_lengths(model_ids=model_ids, gt_ids=gt_ids, errors=errors)
+    rows = [
+        (str(m), int(s), float(e))
+        for i, m in enumerate(model_ids)
+        for s, e in zip(_check_ids(i, "gt_ids", gt_ids[i], len(errors[i])), errors[i], strict=True)
+        if np.isfinite(e)
+    ]
+    rows.sort(key=lambda r: (-r[2], r[0], r[1]))
+    table = pd.DataFrame(rows[: max(count, 0)], columns=["model_id", "semantic_id", "error"])
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    return table
+
+
+def worst_shapes(model_ids: Sequence[str], errors: PerShape, count: int) -> list[tuple[str, float]]:
+    """The ``count`` shapes with the largest mean finite keypoint error, worst first.
+
+    Returns ``[(model_id, mean error)]``; shapes without a finite error are left out; ties by
+    model id.
+    """
+    _check_lengths(model_ids=model_ids, errors=errors)
+    means = []
+    for m, e in zip(model_ids, errors, strict=True):
+        finite = np.asarray(e, dtype=np.float64)
+        finite = finite[np.isfinite(finite)]
+        if len(finite):
+            means.append((str(m), float(finite.mean())))
+    means.sort(key=lambda r: (-r[1], r[0]))
+    return means[: max(count, 0)]

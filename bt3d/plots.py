@@ -121,14 +121,53 @@ def plot_keypoints(
     if not views:
         raise ConfigError("plot_keypoints: views must name at least one (elevation, azimuth)")
 
+    fig = Figure(figsize=(4.2 * len(views) + 1.6, 4.6), layout="constrained")
+    _draw_keypoints(fig, pts, pred_idx, gt_idx, pred_sem, gt_sem, title, views, connect)
+    return fig
+
+
+def plot_keypoint_rows(
+    shapes: Sequence[dict], *, views: Sequence[tuple[float, float]] = DEFAULT_VIEWS
+) -> Figure:
+    """Several shapes' keypoint pictures (:func:`plot_keypoints`) stacked, one row each.
+
+    Args:
+        shapes: per row, the keyword arguments of :func:`plot_keypoints` (``points``,
+            ``pred_indices``, ``gt_indices``, ``pred_ids``, ``gt_ids``, ``title``).
+        views: (elevation, azimuth) panels of every row.
+    """
+    if not shapes:
+        raise DataError("plot_keypoint_rows: no shapes to draw")
+    if not views:
+        raise ConfigError("plot_keypoint_rows: views must name at least one (elevation, azimuth)")
+    fig = Figure(figsize=(4.2 * len(views) + 1.6, 4.6 * len(shapes)), layout="constrained")
+    every_id = sorted(
+        {int(i) for shape in shapes for key in ("pred_ids", "gt_ids") for i in shape[key]}
+    )
+    palette = dict(zip(every_id, _id_colours(len(every_id)), strict=True))  # same on every row
+    for row, shape in zip(np.atleast_1d(fig.subfigures(len(shapes), 1)), shapes, strict=True):
+        pts = np.asarray(shape["points"], dtype=np.float64)
+        if pts.ndim != 2 or pts.shape[1] != 3:
+            raise DataError(f"plot_keypoint_rows: points must be (N, 3), got {pts.shape}")
+        pred = _index_pair(pts, shape["pred_indices"], shape["pred_ids"], "prediction")
+        gt = _index_pair(pts, shape["gt_indices"], shape["gt_ids"], "ground truth")
+        title = shape.get("title", "")
+        _draw_keypoints(row, pts, pred[0], gt[0], pred[1], gt[1], title, views, True, palette)
+    return fig
+
+
+def _draw_keypoints(  # noqa: ANN001
+    fig, pts, pred_idx, gt_idx, pred_sem, gt_sem, title, views, connect, palette=None
+) -> None:
+    """Draw :func:`plot_keypoints`' panels, legend and title into a figure or subfigure;
+    ``palette``: semantic id -> colour (default: one for each id drawn here)."""
     ids = sorted(set(gt_sem.tolist()) | set(pred_sem.tolist()))
-    colours = dict(zip(ids, _id_colours(len(ids)), strict=True))
+    colours = palette or dict(zip(ids, _id_colours(len(ids)), strict=True))
     # matplotlib's 3D axes have z up: show (x, z, y) so that the shape's y axis points up.
     xyz = pts[:, [0, 2, 1]]
     centre = (xyz.max(axis=0) + xyz.min(axis=0)) / 2
     radius = float(np.abs(xyz - centre).max()) or 1.0
 
-    fig = Figure(figsize=(4.2 * len(views) + 1.6, 4.6), layout="constrained")
     for v, (elev, azim) in enumerate(views):
         ax = fig.add_subplot(1, len(views), v + 1, projection="3d")
         ax.scatter(*xyz.T, s=3, c="0.55", alpha=0.45, depthshade=False, linewidths=0)
@@ -190,7 +229,6 @@ def plot_keypoints(
     )
     if title:
         fig.suptitle(title)
-    return fig
 
 
 def _index_pair(

@@ -13,9 +13,7 @@ or 1024 points were cheaper but scored mIoU@0.10 0.31-0.49 on this folder.
 
 from __future__ import annotations
 
-import html as html_lib
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import open_in_chromium
 from own_shapes import Case, build_case, export_mesh
 
 from bt3d.errors import DataError
@@ -165,57 +164,6 @@ def test_detect_finds_keypoints_on_a_mixed_folder(case: Case, detected: Path) ->
     assert [s["n_points"] for s in manifest["shapes"]] == [2048] * 10
     snapped = manifest["labelled"][0]["snap_distances"]
     assert max(snapped.values()) / manifest["labelled"][0]["diagonal"] < 0.05
-
-
-# Recorded in the page itself, so that errors are told from Chromium's own performance
-# notes (which its log prints as console lines too): console.error calls, uncaught
-# exceptions and rejected promises, written into an attribute of <html> for --dump-dom.
-ERROR_PROBE = """<script>
-window.__errors = [];
-const __error = console.error;
-console.error = function (...args) { __errors.push(args.map(String).join(" "));
-  __error.apply(console, args); };
-addEventListener("error", (e) => __errors.push("uncaught: " + e.message));
-addEventListener("unhandledrejection", (e) => __errors.push("rejection: " + e.reason));
-setInterval(() => document.documentElement.setAttribute(
-  "data-errors", JSON.stringify(__errors)), 50);
-</script>"""
-
-
-def open_in_chromium(page: Path, profile: Path) -> tuple[str, list[str], list[str]]:
-    """Load ``page`` (with :data:`ERROR_PROBE` first in <head>) in headless Chromium.
-
-    Returns the DOM after 15 s of virtual time, the page's errors, and Chromium's console
-    log lines (warnings included)."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("chromium not installed (Debian: apt-get install chromium)")
-    probed = profile.parent / f"probed-{page.name}"
-    probed.write_text(page.read_text().replace("<head>", "<head>" + ERROR_PROBE, 1))
-    run = subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--disable-gpu",
-            "--no-sandbox",
-            "--enable-unsafe-swiftshader",
-            f"--user-data-dir={profile}",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--virtual-time-budget=15000",
-            "--dump-dom",
-            probed.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    found = re.search(r'<html[^>]*data-errors="([^"]*)"', run.stdout)
-    assert found, "the error probe did not run"
-    errors = json.loads(html_lib.unescape(found.group(1)))
-    console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
-    return run.stdout, errors, console
 
 
 def test_chromium_probe_sees_console_errors(tmp_path: Path) -> None:

@@ -524,7 +524,8 @@ def test_replaced_shape_reruns_exactly_its_part(run_copy: Path, done: Path, tmp_
     rescale_shape(run_copy, model, 1.003)
     plan = planned(run_copy)
     expected = {"geodesics": 1, "features": 1, "optimize": 1, "evaluate": 1,
-                "plot_keypoints": 1, "aggregate": 1, "plot_curves": 1, "all": 1}  # fmt: skip
+                "plot_keypoints": 1, "keypoint_views": 1, "worst_cases": 1,
+                "aggregate": 1, "plot_curves": 1, "all": 1}  # fmt: skip
     assert plan == expected, plan
     out = snakemake(run_copy, "--cores", "2")
     ran = re.findall(r"^(?:local)?rule (\w+):", out, flags=re.MULTILINE)

@@ -32,7 +32,7 @@ SNAKEMAKE = shutil.which("snakemake") or str(Path(sys.executable).parent / "snak
 TEST_CONFIG = REPO / "config" / "test.yaml"
 PROFILE = REPO / "profiles" / "slurm"
 RULES = {"synthetic", "geodesics", "features", "prototypes", "optimize", "evaluate",
-         "plot_keypoints", "aggregate", "plot_curves"}  # fmt: skip
+         "plot_keypoints", "keypoint_views", "worst_cases", "aggregate", "plot_curves"}  # fmt: skip
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 
 pytestmark = pytest.mark.slow

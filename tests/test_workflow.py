@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from browser import decode_data_uri, open_in_chromium, open_report_result, report_results
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
@@ -76,12 +77,18 @@ def test_markdown_table_is_laid_out_like_the_paper(run_dir: Path) -> None:
     assert [r.split("|")[2].strip() for r in rows] == ["ours", "random", "ours", "random"]
 
 
-def test_plots_and_report(run_dir: Path) -> None:
+@pytest.fixture(scope="module")
+def report(run_dir: Path) -> Path:
+    """``snakemake --report`` of the run."""
+    path = run_dir / "results" / "test" / "report.html"
+    snakemake(run_dir, "--report", str(path))
+    return path
+
+
+def test_plots_and_report(run_dir: Path, report: Path) -> None:
     plots = run_dir / "results" / "test" / "plots"
     for name in ["miou.png", "pck.png", "keypoints/airplane.png", "keypoints/chair.png"]:
         assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
-    report = run_dir / "results" / "test" / "report.html"
-    snakemake(run_dir, "--report", str(report))
     html = report.read_text(errors="replace")
     assert "miou.csv" in html and "miou.png" in html
 
@@ -136,6 +143,50 @@ def test_the_cli_builds_the_workflows_artifacts_byte_for_byte(
         (record,) = json.loads(out.read_text())["predictions"]
         assert record.pop("xyz") and record == expected
     assert [p.stem for p in tests] == ids
+
+
+def test_worst_case_tables_rank_keypoints_by_error(run_dir: Path) -> None:
+    from bt3d.io import read_keypoint_labels
+
+    labels = read_keypoint_labels(run_dir / "data" / "synthetic-test" / "keypoint_labels.json")
+    for category in CATEGORIES:
+        table = pd.read_csv(run_dir / "results" / "test" / "worst" / f"{category}.csv")
+        assert list(table.columns) == [
+            "rank", "model_id", "semantic_id", "label", "error", "distance"
+        ]  # fmt: skip
+        assert 0 < len(table) <= 10 and table["rank"].tolist() == list(range(1, len(table) + 1))
+        assert table["error"].is_monotonic_decreasing and table["error"].between(0, 1).all()
+        known = labels[category]
+        assert [known[s] for s in table["semantic_id"]] == table["label"].tolist()
+
+
+def test_report_embeds_the_3d_view_and_it_draws(report: Path, tmp_path: Path) -> None:
+    key = "results/test/views/chair.html"
+    assert report_results(report)[key]["mime_type"] == "text/html"
+    errors, embedded, console = open_report_result(report, key, tmp_path / "profile")
+    assert errors == [] and embedded["errors"] == [], "\n".join(console)
+    assert embedded["plots"] == 1 and embedded["scenes"] == 1 and embedded["canvases"] >= 1
+    assert "worst first" in embedded["text"]
+
+
+def test_report_lists_the_worst_cases(run_dir: Path, report: Path, tmp_path: Path) -> None:
+    key = "results/test/worst/airplane.html"
+    table = pd.read_csv(run_dir / "results" / "test" / "worst" / "airplane.csv")
+    page = decode_data_uri(report_results(report)[key]["data_uri"])
+    assert "<table" in page and 'src="data:image/png;base64,' in page
+    errors, embedded, console = open_report_result(report, key, tmp_path / "profile")
+    assert errors == [] and embedded["errors"] == [], "\n".join(console)
+    assert embedded["tables"] == 1
+    assert f"1\t{table['model_id'][0]}\t{table['semantic_id'][0]}" in embedded["text"]
+
+
+def test_3d_view_page_opens_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
+    page = run_dir / "results" / "test" / "views" / "airplane.html"
+    assert "<script src=" not in page.read_text()  # plotly.js inline: works offline
+    dom, errors, console = open_in_chromium(page, tmp_path / "profile")
+    assert errors == [], "\n".join(console)
+    assert '<div class="gl-container"' in dom and "<canvas " in dom  # the 3D scene drew
+    assert "ground truth (circle)" in dom and "predicted (diamond)" in dom  # the legend
 
 
 def test_second_dry_run_plans_nothing(run_dir: Path) -> None:

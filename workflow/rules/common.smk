@@ -310,4 +310,9 @@ def all_targets():
     pictures = expand(
         f"{RESULTS}/plots/keypoints/{{category}}.png", category=CATEGORIES
     )
-    return tables + plots + pictures + [f"{RESULTS}/manifest.json"]
+    report_pages = expand(
+        f"{RESULTS}/{{kind}}/{{category}}.html",
+        kind=["views", "worst"],
+        category=CATEGORIES,
+    )
+    return tables + plots + pictures + report_pages + [f"{RESULTS}/manifest.json"]

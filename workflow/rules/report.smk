@@ -49,3 +49,61 @@ rule plot_keypoints:
         dataset_root=dataset_root_of_input,
     script:
         "../../scripts/plot_keypoints.py"
+
+
+rule keypoint_views:
+    input:
+        annotations=f"{ROOT}/annotations/{{category}}.json",
+        predictions=test_part_files("predictions", "json"),
+        geodesics=test_part_files("geodesics", "npz"),
+        points=test_point_clouds,
+        labels=labels_file,
+    output:
+        page=report(
+            f"{RESULTS}/views/{{category}}.html",
+            caption="../report/keypoint_views.rst",
+            category="3D views",
+            labels={"category": "{category}"},
+        ),
+    log:
+        f"logs/{RUN}/keypoint_views/{{category}}.log",
+    conda:
+        "../../envs/viewer.yaml"
+    params:
+        max_shapes=config["report"]["view_shapes"],
+        provenance=provenances("geodesics", "predictions"),
+    script:
+        "../../scripts/casebook.py"
+
+
+rule worst_cases:
+    input:
+        annotations=f"{ROOT}/annotations/{{category}}.json",
+        predictions=test_part_files("predictions", "json"),
+        geodesics=test_part_files("geodesics", "npz"),
+        points=test_point_clouds,
+        labels=labels_file,
+    output:
+        page=report(
+            f"{RESULTS}/worst/{{category}}.html",
+            caption="../report/worst_cases.rst",
+            category="Worst cases",
+            labels={"category": "{category}", "file": "table and picture"},
+        ),
+        table=report(
+            f"{RESULTS}/worst/{{category}}.csv",
+            caption="../report/worst_cases.rst",
+            category="Worst cases",
+            labels={"category": "{category}", "file": "table (CSV)"},
+        ),
+        picture=f"{RESULTS}/worst/{{category}}.png",
+    log:
+        f"logs/{RUN}/worst_cases/{{category}}.log",
+    conda:
+        "../../envs/plots.yaml"
+    params:
+        keypoints=config["report"]["worst_keypoints"],
+        shapes=config["report"]["worst_shapes"],
+        provenance=provenances("geodesics", "predictions"),
+    script:
+        "../../scripts/casebook.py"

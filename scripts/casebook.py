@@ -1,0 +1,25 @@
+"""Rules ``keypoint_views`` (a category's test shapes in 3D) and ``worst_cases`` (its largest
+geodesic errors), both from the category's scored test shapes (bt3d.casebook)."""
+
+from _common import run
+
+
+def main(snakemake) -> None:
+    from bt3d.casebook import category_labels, load_test_shapes, write_view_page, write_worst_cases
+    from bt3d.results import Provenance, rebuild_on_error
+
+    category, i, p = snakemake.wildcards.category, snakemake.input, snakemake.params
+    provenance = Provenance(category, p.provenance)
+    shapes = load_test_shapes(
+        i.annotations, i.predictions, i.geodesics, i.points,
+        lambda kind, part: provenance.header(kind, part=part), rebuild_on_error,
+    )  # fmt: skip
+    labels = category_labels(i.labels, category)
+    if snakemake.rule == "keypoint_views":
+        write_view_page(shapes, labels, category, snakemake.output.page, p.max_shapes)
+    else:
+        outputs = {name: snakemake.output[name] for name in ("table", "picture", "page")}
+        write_worst_cases(shapes, labels, category, p.keypoints, p.shapes, outputs)
+
+
+run(main, snakemake)  # noqa: F821 (injected by Snakemake)
