@@ -116,6 +116,14 @@ def _parser() -> argparse.ArgumentParser:
         "(object: faster, -4 points mIoU@0.05 on the embedded dataset)",
     )
     feat.add_argument(
+        "--visibility-layers",
+        type=int,
+        default=1,
+        metavar="K",
+        help="faces per pixel that count as seen (features.visibility_layers): 1 = the face "
+        "drawn there (default); 5 = the authors' code, occluded faces included",
+    )
+    feat.add_argument(
         "--model-id",
         default=None,
         metavar="ID",
@@ -298,6 +306,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
         "normalise": args.normalise,
         "precision": args.precision,
         "tokens": args.tokens,
+        "visibility_layers": args.visibility_layers,
     }
     shape = extract_shape_features(
         mesh,

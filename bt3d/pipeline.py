@@ -250,6 +250,7 @@ def backproject_views(
     batch_size: int = 8,
     precision: str = "float32",
     tokens: str = "all",
+    visibility_layers: int = 1,
     device: str | torch.device = "cpu",
     timer: StageTimer | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -265,6 +266,14 @@ def backproject_views(
         ``(features (N, C) float32, counts (N,) int64)`` before geodesic smoothing.
     """
     pts = _checked_points(points, mesh.source)
+    integral = isinstance(visibility_layers, (int, np.integer)) and not isinstance(
+        visibility_layers, bool
+    )
+    if not integral or visibility_layers < 1:
+        raise ConfigError(
+            f"features.visibility_layers must be an integer >= 1 (1 = the face drawn at a pixel, "
+            f"the authors' code 5), got {visibility_layers!r}"
+        )
     if normalise:
         mesh, pts = unit_box(mesh, pts)
     dev = device if isinstance(device, torch.device) else resolve_device(device)
@@ -276,9 +285,16 @@ def backproject_views(
             hint = "dataset.normalise: true or bt3d features --normalise renders it at that scale"
             raise DataError(f"{mesh.source}: {exc}{'' if normalise else f' ({hint})'}") from None
     with _stage(timer, "render"):
-        raster = render(mesh, cameras, backend=render_backend, textured=textured)
+        raster = render(
+            mesh,
+            cameras,
+            backend=render_backend,
+            textured=textured,
+            faces_per_pixel=visibility_layers,
+        )
     with _stage(timer, "visibility+projection"):
-        visible = point_visibility(mesh, pts, np.asarray(raster.face_ids))
+        seen = raster.face_ids if raster.layers is None else raster.layers
+        visible = point_visibility(mesh, pts, np.asarray(seen))
         pixels, _ = cameras.project(pts)
     with _stage(timer, "backbone"):
         images = torch.as_tensor(np.asarray(raster.images, dtype=np.float32), device=dev)
@@ -327,6 +343,7 @@ def extract_shape_features(
     batch_size: int = 8,
     precision: str = "float32",
     tokens: str = "all",
+    visibility_layers: int = 1,
     device: str | torch.device = "cpu",
     geodesic: np.ndarray | None = None,
     timer: StageTimer | None = None,
@@ -354,6 +371,10 @@ def extract_shape_features(
             backbone (:func:`bt3d.backbones.extract_feature_maps`).
         tokens: ``"all"`` patches (reference) or only the ``"object"``'s (:mod:`bt3d.tokens`;
             backbones without ``supports_token_mask``, e.g. ``classical``, run all patches).
+        visibility_layers: faces per pixel that count as seen (:func:`bt3d.render.render`'s
+            ``faces_per_pixel``): 1 = the face drawn at the pixel (default); the authors' code
+            counts 5, occluded faces behind the drawn one included
+            (docs/findings/paper-conventions.md).
         device: where images go for the backbone (``"cpu"``, ``"cuda"``, ``"auto"``).
         geodesic: optional precomputed raw (N, N) geodesic matrix (skips that stage).
         timer: optional :class:`StageTimer` to record each stage.
@@ -384,6 +405,7 @@ def extract_shape_features(
         batch_size=batch_size,
         precision=precision,
         tokens=tokens,
+        visibility_layers=visibility_layers,
         device=device,
         timer=timer,
     )

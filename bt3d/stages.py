@@ -153,16 +153,17 @@ def part_features(
         geodesic: (S, N, N) normalised geodesics of the part; ``scale`` (S,) their maxima.
         backbone: from :func:`bt3d.backbones.get_backbone`.
         settings: the ``features`` params: ``render``, ``backbone`` (batch_size, precision),
-            ``sampling``, ``normalise``, ``sigma``.
+            ``sampling``, ``normalise``, ``sigma``, ``visibility_layers``.
 
     The artifact holds ``features`` (S, N, C) float32, ``counts`` (S, N) views that saw each
-    point, and ``model_ids`` (S,).
+    point, and ``model_ids`` (S,); for the labelled shapes (``header["part"] == "shots"``)
+    also ``unsmoothed`` (S, N, C) float32, for ``features.labelled: annotated_xyz``.
     """
     from bt3d.pipeline import extract_shape_features
 
     check_part_files(model_ids, files)
     render, bb = settings["render"], settings["backbone"]
-    features, counts = [], []
+    features, counts, unsmoothed = [], [], []
     for i, (model_id, (pcd, ply)) in enumerate(zip(model_ids, files, strict=True)):
         start = time.perf_counter()
         shape = extract_shape_features(
@@ -182,22 +183,27 @@ def part_features(
             batch_size=bb["batch_size"],
             precision=bb["precision"],
             tokens=bb["tokens"],
+            visibility_layers=settings["visibility_layers"],
             device=device,
             geodesic=geodesic[i].astype(np.float64) * scale[i],
         )
         features.append(shape.features.astype(np.float32))
+        unsmoothed.append(shape.unsmoothed.astype(np.float32))
         counts.append(shape.counts.astype(np.int64))
         print(
             f"{model_id}: {shape.features.shape} features, {shape.seen_fraction:.1%} of "
             f"points seen, {time.perf_counter() - start:.1f} s"
         )
     dim = features[0].shape[1] if features else 0
+    arrays = {
+        "features": np.stack(features) if features else np.zeros((0, 0, dim), np.float32),
+        "counts": np.stack(counts) if counts else np.zeros((0, 0), np.int64),
+        "model_ids": np.asarray(model_ids, dtype=str),
+    }
+    if header.get("part") == "shots":
+        arrays["unsmoothed"] = np.stack(unsmoothed) if unsmoothed else arrays["features"]
     save_arrays(
         output,
-        {
-            "features": np.stack(features) if features else np.zeros((0, 0, dim), np.float32),
-            "counts": np.stack(counts) if counts else np.zeros((0, 0), np.int64),
-            "model_ids": np.asarray(model_ids, dtype=str),
-        },
+        arrays,
         {**settings, **header, "backbone": bb["name"], "model_ids": list(model_ids)},
     )

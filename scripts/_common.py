@@ -143,11 +143,17 @@ def read_geodesic_part(path: str, expected: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_feature_part(path: str, expected: dict[str, Any]) -> dict[str, Any]:
-    """A features part: ``model_ids`` list and ``features`` (S, N, C) float32."""
+    """A features part: ``model_ids`` list and ``features`` (S, N, C) float32; ``counts``
+    (S, N) and ``unsmoothed`` (S, N, C) too where the artifact holds them (else None)."""
     arrays, _ = read_artifact(path, expected)
     with rebuild_on_error(path):
         _require(path, arrays, ("model_ids", "features"))
-    return {"model_ids": [str(m) for m in arrays["model_ids"]], "features": arrays["features"]}
+    return {
+        "model_ids": [str(m) for m in arrays["model_ids"]],
+        "features": arrays["features"],
+        "counts": arrays.get("counts"),
+        "unsmoothed": arrays.get("unsmoothed"),
+    }
 
 
 def _require(path: str, arrays: dict[str, Any], names: tuple[str, ...]) -> None:

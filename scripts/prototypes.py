@@ -14,7 +14,7 @@ from _common import (
 def main(snakemake) -> None:
     import numpy as np
 
-    from bt3d.fewshot import LabelledShape, build_prototypes
+    from bt3d.fewshot import build_prototypes, labelled_shape
     from bt3d.io import KeypointNetDataset
 
     category, p = snakemake.wildcards.category, snakemake.params
@@ -25,13 +25,19 @@ def main(snakemake) -> None:
     geo = read_geodesic_part(geo_path, expected_header(snakemake, "geodesics", part="shots"))
     feat = read_feature_part(feat_path, expected_header(snakemake, "features", part="shots"))
     check_same_shapes(feat_path, feat["model_ids"], geo_path, geo["model_ids"])
+    by_shape = {k: feat[k] if feat[k] is not None else [None] * len(geo["model_ids"])
+                for k in ("unsmoothed", "counts")}  # fmt: skip
     labelled = [
-        LabelledShape(
+        labelled_shape(
             features=feat["features"][i].astype(np.float32),
             geodesic_normalised=geo["geodesic"][i].astype(np.float64),
             semantic_ids=annotations[model_id].semantic_ids,
             point_indices=annotations[model_id].point_indices,
             model_id=model_id,
+            labelled=p.labelled,  # features.labelled: points | annotated_xyz (the authors')
+            unsmoothed=by_shape["unsmoothed"][i],
+            counts=by_shape["counts"][i],
+            sigma=p.sigma,
         )
         for i, model_id in enumerate(geo["model_ids"])
     ]

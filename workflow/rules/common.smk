@@ -74,6 +74,7 @@ def feature_params():
         "sampling": config["features"]["sampling"],
         "normalise": DATASET["normalise"],
         "sigma": config["features"]["sigma"],
+        "visibility_layers": config["features"]["visibility_layers"],
     }
 
 
@@ -99,6 +100,7 @@ def provenance(kind):
     if kind == "features":
         return params
     params["reduction"] = config["optimiser"]["prototype_reduction"]
+    params["labelled"] = config["features"]["labelled"]
     if kind == "prototypes":
         return params
     params["optimiser"] = config["optimiser"]

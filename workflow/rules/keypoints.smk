@@ -15,6 +15,8 @@ rule prototypes:
         "../../envs/prototypes.yaml"
     params:
         reduction=config["optimiser"]["prototype_reduction"],
+        labelled=config["features"]["labelled"],
+        sigma=config["features"]["sigma"],
         backbone=config["backbone"]["name"],
         layer=config["backbone"]["layer"],
         provenance=provenances("geodesics", "features", "prototypes"),
