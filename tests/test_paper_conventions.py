@@ -191,3 +191,62 @@ def test_paired_bootstrap_is_zero_for_equal_arms_and_brackets_a_real_gain() -> N
     assert (low > 0).all() and (low <= delta).all() and (delta <= high).all()
     with pytest.raises(DataError, match="paired counts"):
         paired_bootstrap_iou(worse, better[:5])
+
+
+def test_cli_visibility_layers_flag(shared_data: Path, tmp_path: Path, capsys) -> None:
+    from bt3d.cli import main
+    from bt3d.pipeline import load_shape_features
+
+    sample = shared_data / "keypointnet-sample"
+    files = [str(sample / "ShapeNetCore.v2.ply/03001627" / f"{CHAIR}.ply"),
+             str(sample / "pcds/03001627" / f"{CHAIR}.pcd")]  # fmt: skip
+    fast = ["--backbone", "classical", "--device", "cpu", "--n-azimuth", "4", "--n-polar", "1",
+            "--image-size", "112"]  # fmt: skip
+    counts = {}
+    for k in (1, 5):
+        out = tmp_path / f"vis{k}.npz"
+        assert main(["features", *files, "-o", str(out), *fast, "--visibility-layers", str(k)]) == 0
+        shape, header = load_shape_features(out)
+        counts[k] = shape.counts
+    assert (counts[5] >= counts[1]).all() and counts[5].sum() > counts[1].sum()
+    capsys.readouterr()
+    bad = tmp_path / "bad.npz"
+    assert main(["features", *files, "-o", str(bad), *fast, "--visibility-layers", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "features.visibility_layers" in err[0]
+    assert not bad.exists()
+
+
+def test_part_features_passes_visibility_layers_and_keeps_unsmoothed_for_shots(
+    tiny_dataset: Path, classical, tmp_path: Path
+) -> None:
+    """The workflow stage: visibility_layers reaches the pipeline; the labelled shapes'
+    artifact (part ``shots``) holds the unsmoothed features that annotated_xyz needs."""
+    from bt3d.cache import load_arrays
+    from bt3d.stages import part_features
+
+    dataset = KeypointNetDataset(tiny_dataset)
+    model_ids = [m for c, m in dataset.sample_order() if c == "03001627"][:2]
+    files = [(str(dataset.pcd_path("03001627", m)), str(dataset.mesh_path("03001627", m)))
+             for m in model_ids]  # fmt: skip
+    raws = [shape_geodesics(dataset.load_points("chair", m))[0] for m in model_ids]
+    scale = np.array([r.max() for r in raws])
+    geodesic = np.stack([r / s for r, s in zip(raws, scale, strict=True)])
+    render = {"n_azimuth": 4, "n_polar": 1, "distance": 1.1, "fov": 60, "image_size": 112,
+              "backend": "embree", "textured": False}  # fmt: skip
+    backbone = {"name": "classical", "batch_size": 4, "precision": "float32", "tokens": "all"}
+    arrays = {}
+    for k, part in ((1, "shots"), (5, "shots"), (1, "shard-0")):
+        settings = {"render": render, "backbone": backbone, "sampling": "nearest",
+                    "normalise": True, "sigma": 0.01, "visibility_layers": k}  # fmt: skip
+        out = tmp_path / f"{k}-{part}.npz"
+        part_features(model_ids, files, geodesic, scale, classical, settings, "cpu", str(out),
+                      {"kind": "features", "part": part})  # fmt: skip
+        arrays[(k, part)], header = load_arrays(out)
+        assert header["visibility_layers"] == k
+    one, five, test = arrays[(1, "shots")], arrays[(5, "shots")], arrays[(1, "shard-0")]
+    assert (five["counts"] >= one["counts"]).all()
+    assert five["counts"].sum() > one["counts"].sum()
+    assert "unsmoothed" in one and "unsmoothed" not in test
+    np.testing.assert_array_equal(test["features"], one["features"])
+    assert one["unsmoothed"].shape == one["features"].shape
