@@ -98,13 +98,14 @@ def arms(solver: str = "reference") -> dict[str, dict]:
 
 
 def _shape_features(cache: Path, dataset, category, model_id, geodesic, views, layers, get):
-    """:class:`ShapeFeatures` arrays (features, unsmoothed, counts) of one shape, cached."""
+    """:class:`ShapeFeatures` arrays (features, unsmoothed, counts) of one shape, cached;
+    ``"computed"`` says whether they were computed now (else read from the cache)."""
     n_azimuth, n_polar = views
     path = cache / f"features-{n_azimuth}x{n_polar}-vis{layers}" / category / f"{model_id}.npz"
     expected = {"model_id": model_id, "backbone": BACKBONE, "layer": LAYER,
                 "precision": PRECISION, "visibility_layers": layers}  # fmt: skip
     try:
-        return load_arrays(path, expected)[0]
+        return {**load_arrays(path, expected)[0], "computed": False}
     except CacheError:
         pass
     shape = extract_shape_features(
@@ -119,7 +120,7 @@ def _shape_features(cache: Path, dataset, category, model_id, geodesic, views, l
     )
     arrays = {"features": shape.features, "unsmoothed": shape.unsmoothed, "counts": shape.counts}
     save_arrays(path, arrays, expected)
-    return arrays
+    return {**arrays, "computed": True}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     counts: dict[str, list[np.ndarray]] = {name: [] for name in conventions}
     groups: list[str] = []
     seconds = {"features": 0.0, **{name: 0.0 for name in conventions}}
+    computed = [0, 0]  # shape features computed now, shape features used
     for category in args.categories:
         annotations = dataset.annotations(category)
         shots, tests = few_shot_split(
@@ -157,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             for layers in sorted({a["visibility_layers"] for a in conventions.values()})
         }
         seconds["features"] += time.perf_counter() - t0
+        done = [a["computed"] for by_shape in feats.values() for a in by_shape.values()]
+        computed = [computed[0] + sum(done), computed[1] + len(done)]
         gt = [annotations[m].point_indices for m in tests]
         raw = [geo[m][0] for m in tests]
         groups += [category] * len(tests)
@@ -201,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             else "fast optimiser in every arm (`--solver fast`: no optimiser switch), "
         )
         + f"{args.resamples} bootstrap resamples; total {total / 60:.1f} min wall on a 2-core "
-        f"CPU shared with other jobs (features {seconds['features'] / 60:.1f} min, "
+        f"CPU shared with other jobs (features {seconds['features'] / 60:.1f} min for "
+        f"{computed[0]} of {computed[1]} computed, the rest read from `--root`'s cache; "
         + ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items() if k != "features")
         + ")."
     )
