@@ -123,6 +123,13 @@ def _parser() -> argparse.ArgumentParser:
         "covers (object: faster, -4 points mIoU@0.05 on the embedded dataset)",
     )
     feat.add_argument(
+        "--visibility-layers",
+        type=int,
+        metavar="K",
+        help="features.visibility_layers: faces per pixel that count as seen: 1 = the face "
+        "drawn there; 5 = the authors' code, occluded faces included",
+    )
+    feat.add_argument(
         "--model-id",
         default=None,
         metavar="ID",
@@ -169,7 +176,14 @@ def _parser() -> argparse.ArgumentParser:
         help="optimiser.prototype_reduction: target distance of a keypoint pair over the "
         "labelled shapes, mean or sum (the reference code)",
     )
-    _suppress_defaults(proto, ["reduction"])
+    proto.add_argument(
+        "--labelled-features",
+        dest="labelled_features",
+        choices=("points", "annotated_xyz"),
+        help="features.labelled: the labelled shapes' keypoint features: points (smoothed point "
+        "features) or annotated_xyz (the authors': view averages smoothed among the keypoints)",
+    )
+    _suppress_defaults(proto, ["reduction", "labelled_features"])
 
     pred = sub.add_parser("predict", help="predict keypoints from prototypes and features")
     pred.add_argument("features", type=Path, metavar="FEATURES.npz")
@@ -209,6 +223,8 @@ CONFIG_KEYS = {
     "sampling": ("features", "sampling"),
     "sigma": ("features", "sigma"),
     "knn": ("features", "knn"),
+    "visibility_layers": ("features", "visibility_layers"),
+    "labelled_features": ("features", "labelled"),
     "normalise": ("dataset", "normalise"),
     "surface_tolerance": ("dataset", "surface_tolerance"),
     "reduction": ("optimiser", "prototype_reduction"),
@@ -257,7 +273,11 @@ def _suppress_defaults(parser: argparse.ArgumentParser, keys: Sequence[str]) -> 
             action.default = argparse.SUPPRESS
 
 
-FEATURE_OPTIONS = [k for k, (section, _) in CONFIG_KEYS.items() if section != "optimiser"]
+FEATURE_OPTIONS = [
+    k
+    for k, (section, _) in CONFIG_KEYS.items()
+    if section != "optimiser" and k != "labelled_features"
+]
 
 
 def _add_detect_parser(sub) -> None:
@@ -471,9 +491,11 @@ def _cmd_prototypes(args: argparse.Namespace) -> int:
     from bt3d.fewshot import LabelledShape, build_prototypes
     from bt3d.io import CATEGORY_IDS, category_of, validate_annotation
     from bt3d.pipeline import load_shape_features
-    from bt3d.stages import labelled_shape
+    from bt3d.settings import PrototypeSettings
+    from bt3d.stages import annotated_shape
 
-    reduction = _config(args, ["reduction"])["optimiser"]["prototype_reduction"]
+    settings = PrototypeSettings.from_config(_config(args, ["reduction", "labelled_features"]))
+    reduction = settings.reduction
     annotations = _read_all_annotations(args.annotations)
     named = ", ".join(str(p) for p in args.annotations)
     labelled: list[LabelledShape] = []
@@ -524,7 +546,16 @@ def _cmd_prototypes(args: argparse.Namespace) -> int:
                 f"class {other}; prototypes are built per category"
             )
         classes.setdefault(ann.class_id, path)
-        labelled.append(labelled_shape(ann, shape.features, shape.geodesic_normalised))
+        labelled.append(
+            annotated_shape(
+                ann,
+                shape.features,
+                shape.geodesic_normalised,
+                settings,
+                shape.unsmoothed,
+                shape.counts,
+            )  # fmt: skip
+        )
         feature_hashes.append(header.get("config_hash"))
     if not any(s.semantic_ids.size for s in labelled):
         raise DataError(f"{named}: the labelled shapes have no keypoints annotated")
@@ -534,12 +565,13 @@ def _cmd_prototypes(args: argparse.Namespace) -> int:
     header = {
         "kind": "prototypes",
         "category": category_of(class_id) if class_id in CATEGORY_IDS.values() else class_id,
-        "config_hash": config_hash({"features": feature_hashes, "reduction": reduction}),
+        "config_hash": config_hash({"features": feature_hashes, **settings.to_dict()}),
         "shot_ids": [s.model_id for s in labelled],
         # checked by `bt3d predict` against the features of the shapes to predict on
         "backbone": first[1].get("backbone"),
         "layer": first[1].get("layer"),
         "reduction": reduction,
+        "labelled": settings.labelled,
         "features_files": [str(p) for p in args.labelled],
         "annotations": [str(p) for p in args.annotations],
     }

@@ -14,6 +14,10 @@ counts once for that shape: its feature is the mean of the features at its point
 distance to another id is the mean of the distances between their points.
 Pairs that never occur together keep a target distance of 0, which the optimiser's mask
 ``D_kp > 0`` excludes, as does the zero diagonal.
+
+:func:`labelled_shape` takes a labelled shape's keypoint features from its smoothed point
+features (``"points"``, default) or as the authors' code does (``"annotated_xyz"``: the view
+averages at the keypoints, smoothed among the keypoints only, :func:`keypoint_only_features`).
 """
 
 from __future__ import annotations
@@ -217,4 +221,104 @@ def build_prototypes(labelled: list[LabelledShape], reduction: str = "mean") -> 
         pair_counts=counts,
         shot_ids=[s.model_id for s in labelled],
         reduction=reduction,
+    )
+
+
+# How a labelled shape's keypoint features are taken (``features.labelled``):
+# ``points``: the shape's geodesically smoothed point features at the annotated point indices;
+# ``annotated_xyz``: the authors' convention, the view-averaged features at the annotated
+# keypoints smoothed among those keypoints only (docs/findings/paper-conventions.md).
+LABELLED_FEATURES = ("points", "annotated_xyz")
+
+
+def keypoint_only_features(
+    unsmoothed: np.ndarray,
+    counts: np.ndarray,
+    geodesic_normalised: np.ndarray,
+    point_indices: np.ndarray,
+    sigma: float = 0.01,
+) -> np.ndarray:
+    """Features at the annotated keypoints, geodesically smoothed among the keypoints only.
+
+    The authors' code back-projects a labelled shape's features at its annotated ``xyz``
+    alone and smooths them with the keypoint-to-keypoint geodesics, so with ``sigma = 0.01``
+    the prototypes are close to unsmoothed. KeypointNet's ``xyz`` is the point at its
+    ``point_index`` (within 5e-7 on the real chair), so the view averages at the point
+    indices are the features at ``xyz``.
+
+    Args:
+        unsmoothed: (N, C) view-averaged point features (zero where never seen).
+        counts: (N,) views that saw each point.
+        geodesic_normalised: (N, N) geodesics divided by their maximum.
+        point_indices: (K,) the annotated points.
+        sigma: smoothing width on normalised geodesics (``features.sigma``).
+
+    Returns:
+        (K, C) float32, row k for ``point_indices[k]``.
+    """
+    from bt3d.backproject import geodesic_smooth
+
+    f = np.asarray(unsmoothed)
+    c = np.asarray(counts).reshape(-1)
+    d = np.asarray(geodesic_normalised)
+    idx = np.asarray(point_indices, dtype=np.int64).reshape(-1)
+    n = f.shape[0] if f.ndim == 2 else -1
+    if f.ndim != 2 or c.shape != (n,) or d.shape != (n, n):
+        raise DataError(
+            f"keypoint features need unsmoothed (N, C), counts (N,) and geodesics (N, N); got "
+            f"{f.shape}, {c.shape} and {d.shape}"
+        )
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise DataError(f"point index out of range [0, {n - 1}]: found [{idx.min()}, {idx.max()}]")
+    smoothed = geodesic_smooth(
+        f[idx].astype(np.float32), c[idx], d[np.ix_(idx, idx)].astype(np.float32), sigma=sigma
+    )
+    return np.asarray(smoothed, dtype=np.float32)
+
+
+def labelled_shape(
+    features: np.ndarray,
+    geodesic_normalised: np.ndarray,
+    semantic_ids: np.ndarray,
+    point_indices: np.ndarray,
+    model_id: str = "",
+    *,
+    labelled: str = "points",
+    unsmoothed: np.ndarray | None = None,
+    counts: np.ndarray | None = None,
+    sigma: float = 0.01,
+) -> LabelledShape:
+    """A :class:`LabelledShape` whose keypoint features follow ``labelled``.
+
+    Args:
+        features: (N, C) smoothed point features (used by ``"points"``).
+        geodesic_normalised: (N, N).
+        semantic_ids, point_indices: (K,) the annotation.
+        labelled: ``"points"`` (default) or ``"annotated_xyz"`` (the authors' convention,
+            :func:`keypoint_only_features`; needs ``unsmoothed`` (N, C) and ``counts`` (N,)).
+        sigma: smoothing width of ``"annotated_xyz"``.
+
+    Returns:
+        For ``"points"`` the shape as given; for ``"annotated_xyz"`` a shape of K points (its
+        keypoints), so :func:`build_prototypes` reads the same target distances.
+    """
+    if labelled not in LABELLED_FEATURES:
+        raise ConfigError(
+            f"features.labelled: {labelled!r} unknown; expected one of {LABELLED_FEATURES}"
+        )
+    if labelled == "points":
+        return LabelledShape(features, geodesic_normalised, semantic_ids, point_indices, model_id)
+    if unsmoothed is None or counts is None:
+        raise DataError(
+            f"labelled shape {model_id or '<unnamed>'}: features.labelled: annotated_xyz needs "
+            "the unsmoothed features and view counts of the shape (recompute its features)"
+        )
+    idx = np.asarray(point_indices, dtype=np.int64).reshape(-1)
+    d = np.asarray(geodesic_normalised)
+    return LabelledShape(
+        features=keypoint_only_features(unsmoothed, counts, d, idx, sigma),
+        geodesic_normalised=d[np.ix_(idx, idx)],
+        semantic_ids=semantic_ids,
+        point_indices=np.arange(len(idx), dtype=np.int64),
+        model_id=model_id,
     )

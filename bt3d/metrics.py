@@ -130,6 +130,38 @@ def _beyond(dist: np.ndarray, thresholds: np.ndarray, or_equal: bool = False) ->
 # ---------------------------------------------------------------- mIoU
 
 
+def iou_counts(
+    pred_indices: PerShape,
+    gt_indices: PerShape,
+    geodesics: Sequence[np.ndarray],
+    thresholds: Sequence[float] | np.ndarray = DEFAULT_THRESHOLDS,
+) -> np.ndarray:
+    """Per-shape counts behind :func:`iou_curve`: (S, 3, T) int64 ``npos``, ``FP``, ``FN``.
+
+    ``npos`` is the shape's number of ground-truth keypoints (the same at every threshold);
+    a prediction is a false positive at ``t`` when no ground-truth point is within ``t``,
+    a ground-truth point a false negative when no prediction is. Arguments as
+    :func:`iou_curve`.
+    """
+    _check_lengths(pred_indices=pred_indices, gt_indices=gt_indices, geodesics=geodesics)
+    t = _check_thresholds(thresholds)
+    out = np.zeros((len(geodesics), 3, len(t)), dtype=np.int64)
+    for i, (pred, gt, geo) in enumerate(zip(pred_indices, gt_indices, geodesics, strict=True)):
+        d = _check_geodesic(i, geo)
+        p = _check_indices(i, "prediction index", pred, len(d))
+        g = _check_indices(i, "ground-truth index", gt, len(d))
+        out[i, 0] = len(g)
+        out[i, 1] = _beyond(_nearest(d, p, g), t).sum(axis=0)
+        out[i, 2] = _beyond(_nearest(d, g, p), t).sum(axis=0)
+    return out
+
+
+def iou_from_counts(counts: np.ndarray) -> np.ndarray:
+    """(T,) float64 pooled IoU ``(npos - FN) / max(npos + FP, eps)`` from (S, 3, T) counts."""
+    npos, fp, fn = np.asarray(counts).sum(axis=0)
+    return (npos - fn) / np.maximum(npos + fp, np.finfo(np.float64).eps)
+
+
 def iou_curve(
     pred_indices: PerShape,
     gt_indices: PerShape,
@@ -150,19 +182,53 @@ def iou_curve(
     Raises:
         DataError: lists of different lengths, or an index outside a shape's point cloud.
     """
-    _check_lengths(pred_indices=pred_indices, gt_indices=gt_indices, geodesics=geodesics)
-    t = _check_thresholds(thresholds)
-    npos = 0
-    fp = np.zeros(len(t), dtype=np.int64)
-    fn = np.zeros(len(t), dtype=np.int64)
-    for i, (pred, gt, geo) in enumerate(zip(pred_indices, gt_indices, geodesics, strict=True)):
-        d = _check_geodesic(i, geo)
-        p = _check_indices(i, "prediction index", pred, len(d))
-        g = _check_indices(i, "ground-truth index", gt, len(d))
-        npos += len(g)
-        fp += _beyond(_nearest(d, p, g), t).sum(axis=0)
-        fn += _beyond(_nearest(d, g, p), t).sum(axis=0)
-    return (npos - fn) / np.maximum(npos + fp, np.finfo(np.float64).eps)
+    return iou_from_counts(iou_counts(pred_indices, gt_indices, geodesics, thresholds))
+
+
+def paired_bootstrap_iou(
+    counts_a: np.ndarray,
+    counts_b: np.ndarray,
+    groups: np.ndarray | None = None,
+    resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Change of mean pooled IoU from arm A to arm B, with a paired bootstrap interval.
+
+    Shapes are resampled with replacement (the same draw for both arms, so the interval is
+    of the paired difference); with ``groups`` (e.g. categories), within each group, and the
+    statistic is the mean over groups of each group's pooled IoU (mean mIoU over categories).
+
+    Args:
+        counts_a, counts_b: (S, 3, T) :func:`iou_counts` of the same S shapes under A and B.
+        groups: (S,) group label of each shape; None = one group.
+        resamples: bootstrap draws.
+        level: central interval's coverage.
+        seed: of the draws.
+
+    Returns:
+        ``(B - A (T,), low (T,), high (T,))`` float64: the observed difference and its
+        percentile interval.
+    """
+    a, b = np.asarray(counts_a), np.asarray(counts_b)
+    if a.shape != b.shape or a.ndim != 3 or a.shape[1] != 3:
+        raise DataError(f"paired counts must both be (S, 3, T), got {a.shape} and {b.shape}")
+    labels = np.zeros(len(a), dtype=np.int64) if groups is None else np.asarray(groups)
+    if labels.shape != (len(a),):
+        raise DataError(f"groups must be ({len(a)},), got {labels.shape}")
+    members = [np.flatnonzero(labels == g) for g in np.unique(labels)]
+
+    def statistic(rows: list[np.ndarray]) -> np.ndarray:
+        return np.mean([iou_from_counts(b[r]) - iou_from_counts(a[r]) for r in rows], axis=0)
+
+    observed = statistic(members)
+    rng = np.random.default_rng(seed)
+    draws = np.stack(
+        [statistic([m[rng.integers(0, len(m), len(m))] for m in members]) for _ in range(resamples)]
+    )
+    tail = (1 - level) / 2
+    low, high = np.quantile(draws, [tail, 1 - tail], axis=0)
+    return observed, low, high
 
 
 # ---------------------------------------------------------------- PCK

@@ -254,7 +254,9 @@ def backproject_views(
         mesh: the shape's triangle mesh.
         points: (N, 3) point cloud on the mesh surface.
         backbone: from :func:`bt3d.backbones.get_backbone`.
-        settings: views, renderer, backbone precision and tokens, sampling, normalise.
+        settings: views, renderer, backbone precision and tokens, sampling, normalise,
+            visibility layers (faces per pixel that count as seen: 1 = the face drawn there;
+            the authors' code 5, docs/findings/paper-conventions.md).
         device: where images go for the backbone (``"cpu"``, ``"cuda"``, ``"auto"``).
         timer: optional :class:`StageTimer` to record each stage.
 
@@ -268,6 +270,12 @@ def backproject_views(
         settings.normalise,
     )
     image_size = r.image_size
+    layers = settings.visibility_layers
+    if not isinstance(layers, (int, np.integer)) or isinstance(layers, bool) or layers < 1:
+        raise ConfigError(
+            f"features.visibility_layers must be an integer >= 1 (1 = the face drawn at a pixel, "
+            f"the authors' code 5), got {layers!r}"
+        )
     pts = _checked_points(points, mesh.source)
     if normalise:
         mesh, pts = unit_box(mesh, pts)
@@ -280,9 +288,13 @@ def backproject_views(
             hint = "dataset.normalise: true or bt3d features --normalise renders it at that scale"
             raise DataError(f"{mesh.source}: {exc}{'' if normalise else f' ({hint})'}") from None
     with _stage(timer, "render"):
-        raster = render(mesh, cameras, backend=r.backend, textured=r.textured)
+        raster = render(
+            mesh, cameras, backend=r.backend, textured=r.textured, faces_per_pixel=layers
+        )
     with _stage(timer, "visibility+projection"):
-        visible = point_visibility(mesh, pts, np.asarray(raster.face_ids))
+        # the nearest face per pixel, or the K nearest (occluded ones too) as the authors do
+        seen = raster.face_ids if raster.layers is None else raster.layers
+        visible = point_visibility(mesh, pts, np.asarray(seen))
         pixels, _ = cameras.project(pts)
     with _stage(timer, "backbone"):
         images = torch.as_tensor(np.asarray(raster.images, dtype=np.float32), device=dev)

@@ -95,15 +95,18 @@ def read_geodesic_part(path: str, expected: Mapping[str, Any]) -> dict[str, Any]
     }
 
 
-def read_feature_part(path: str, expected: Mapping[str, Any], geodesics: str, model_ids: list[str]):
-    """A features part's ``features`` (S, N, C) float32, checked to hold the same shapes in
-    the same order as the geodesics part ``geodesics`` (``model_ids``)."""
-    arrays, _ = read_part(path, expected, ("model_ids", "features"))
+def read_feature_part(
+    path: str, expected: Mapping[str, Any], geodesics: str, model_ids: list[str]
+) -> dict[str, np.ndarray]:
+    """A features part's arrays: ``features`` (S, N, C) float32, ``counts`` (S, N) and, for
+    the ``shots`` part, ``unsmoothed`` (S, N, C); checked to hold the same shapes in the same
+    order as the geodesics part ``geodesics`` (``model_ids``)."""
+    arrays, _ = read_part(path, expected, ("model_ids", "features", "counts"))
     ids = [str(m) for m in arrays["model_ids"]]
     if ids != model_ids:
         with rebuild_on_error(path):
             raise CacheError(f"{path}: model ids {ids[:3]} differ from {geodesics} {model_ids[:3]}")
-    return arrays["features"]
+    return arrays
 
 
 def read_json_part(path: str, expected: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -150,6 +150,7 @@ class FeatureSettings:
     sampling: str
     sigma: float
     normalise: bool
+    visibility_layers: int
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> FeatureSettings:
@@ -160,6 +161,7 @@ class FeatureSettings:
                 "sampling": config["features"]["sampling"],
                 "sigma": config["features"]["sigma"],
                 "normalise": config["dataset"]["normalise"],
+                "visibility_layers": config["features"]["visibility_layers"],
             }
         )
 
@@ -172,6 +174,7 @@ class FeatureSettings:
             sampling=values["sampling"],
             sigma=values["sigma"],
             normalise=values["normalise"],
+            visibility_layers=values["visibility_layers"],
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -194,6 +197,23 @@ class GeodesicSettings(_Settings):
             unreachable=config["features"]["unreachable"],
             normalise=config["dataset"]["normalise"],
             surface_tolerance=config["dataset"]["surface_tolerance"],
+        )
+
+
+@dataclass(frozen=True)
+class PrototypeSettings(_Settings):
+    """How the few-shot model is built from the labelled shapes."""
+
+    reduction: str  # optimiser.prototype_reduction: mean | sum (the reference)
+    labelled: str  # features.labelled: points | annotated_xyz (the reference)
+    sigma: float  # features.sigma, the smoothing among keypoints of annotated_xyz
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> PrototypeSettings:
+        return cls(
+            reduction=config["optimiser"]["prototype_reduction"],
+            labelled=config["features"]["labelled"],
+            sigma=config["features"]["sigma"],
         )
 
 

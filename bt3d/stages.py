@@ -1,7 +1,7 @@
 """The stages of the method as library calls: one path for the workflow and the ``bt3d`` CLI.
 
 Per shape (both paths): :func:`bt3d.pipeline.shape_geodesic` ->
-:func:`bt3d.pipeline.extract_shape_features` -> :func:`labelled_shape` (labelled shapes, for
+:func:`bt3d.pipeline.extract_shape_features` -> :func:`annotated_shape` (labelled shapes, for
 :func:`bt3d.fewshot.build_prototypes`) -> :func:`predict_shape`. The workflow's rules run them
 per part of a category (``shots`` = the labelled shapes, ``shard-k`` = every ``shards``-th
 test shape, see :mod:`bt3d.selection`):
@@ -29,7 +29,7 @@ from bt3d.cache import (
 )
 from bt3d.consistency import check_annotation_points, check_points_on_mesh
 from bt3d.errors import DataError
-from bt3d.fewshot import KeypointPrototypes, LabelledShape, build_prototypes
+from bt3d.fewshot import KeypointPrototypes, LabelledShape, build_prototypes, labelled_shape
 from bt3d.integrity import describe_missing
 from bt3d.io import KeypointNetDataset, load_mesh, load_points, validate_annotation
 from bt3d.pipeline import extract_shape_features, shape_geodesic
@@ -40,7 +40,12 @@ from bt3d.results import (
     rebuild_on_error,
 )
 from bt3d.selection import MAX_LISTED, CategorySelection, select_category
-from bt3d.settings import FeatureSettings, GeodesicSettings, OptimiserSettings
+from bt3d.settings import (
+    FeatureSettings,
+    GeodesicSettings,
+    OptimiserSettings,
+    PrototypeSettings,
+)
 from bt3d.structures import Mesh, ShapeAnnotation
 
 ShapePaths = Sequence[tuple[str, str]]  # (point cloud, mesh) per shape
@@ -49,17 +54,27 @@ ShapePaths = Sequence[tuple[str, str]]  # (point cloud, mesh) per shape
 # ----------------------------------------------------------------------------- per shape
 
 
-def labelled_shape(
-    annotation: ShapeAnnotation, features: np.ndarray, geodesic: np.ndarray
+def annotated_shape(
+    annotation: ShapeAnnotation,
+    features: np.ndarray,
+    geodesic: np.ndarray,
+    settings: PrototypeSettings,
+    unsmoothed: np.ndarray | None,
+    counts: np.ndarray,
 ) -> LabelledShape:
-    """A labelled shape of the few-shot model: its (N, C) features, (N, N) stored normalised
-    geodesics and the annotation's keypoints."""
-    return LabelledShape(
-        features=features.astype(np.float32),
-        geodesic_normalised=geodesic.astype(np.float64),
-        semantic_ids=annotation.semantic_ids,
-        point_indices=annotation.point_indices,
-        model_id=annotation.model_id,
+    """A labelled shape of the few-shot model (:func:`bt3d.fewshot.labelled_shape`): its (N, C)
+    features (``unsmoothed`` (N, C) and ``counts`` (N,) for ``annotated_xyz``), (N, N)
+    stored normalised geodesics and the annotation's keypoints."""
+    return labelled_shape(
+        features.astype(np.float32),
+        geodesic.astype(np.float64),
+        annotation.semantic_ids,
+        annotation.point_indices,
+        annotation.model_id,
+        labelled=settings.labelled,
+        unsmoothed=unsmoothed,
+        counts=counts,
+        sigma=settings.sigma,
     )
 
 
@@ -236,7 +251,8 @@ def part_features(
     in the order of the part's geodesics artifact ``geodesics`` (whose matrices are reused).
 
     The artifact holds ``features`` (S, N, C) float32, ``counts`` (S, N) views that saw each
-    point, and ``model_ids`` (S,).
+    point, and ``model_ids`` (S,); the ``shots`` part also ``unsmoothed`` (S, N, C) float32,
+    the view averages (for ``features.labelled: annotated_xyz``).
     """
     import torch
 
@@ -254,7 +270,7 @@ def part_features(
     backbone = get_backbone(bb.name, device=device, checkpoint=bb.checkpoint, layer=bb.layer)
     print(f"backbone {bb.name} loaded in {time.perf_counter() - loading:.1f} s; "
           f"memory: {memory_report(device)}")  # fmt: skip
-    features, counts = [], []
+    features, counts, unsmoothed = [], [], []
     for i, (model_id, (pcd, ply)) in enumerate(zip(model_ids, shapes, strict=True)):
         start = time.perf_counter()
         raw = decode_geodesic(geo["geodesic"][i], geo["scale"][i])
@@ -263,18 +279,22 @@ def part_features(
         )
         features.append(shape.features.astype(np.float32))
         counts.append(shape.counts.astype(np.int64))
+        unsmoothed.append(shape.unsmoothed.astype(np.float32))
         print(
             f"{model_id}: {shape.features.shape} features, {shape.seen_fraction:.1%} of "
             f"points seen, {time.perf_counter() - start:.1f} s"
         )
     dim = features[0].shape[1] if features else 0
+    arrays = {
+        "features": np.stack(features) if features else np.zeros((0, 0, dim), np.float32),
+        "counts": np.stack(counts) if counts else np.zeros((0, 0), np.int64),
+        "model_ids": np.asarray(model_ids, dtype=str),
+    }
+    if part == "shots":  # the labelled shapes: for features.labelled: annotated_xyz
+        arrays["unsmoothed"] = np.stack(unsmoothed) if unsmoothed else arrays["features"]
     save_arrays(
         output,
-        {
-            "features": np.stack(features) if features else np.zeros((0, 0, dim), np.float32),
-            "counts": np.stack(counts) if counts else np.zeros((0, 0), np.int64),
-            "model_ids": np.asarray(model_ids, dtype=str),
-        },
+        arrays,
         {
             **settings.to_dict(),
             **provenance.header("features", part=part),
@@ -289,7 +309,7 @@ def category_prototypes(
     dataset: KeypointNetDataset,
     features: str,
     geodesics: str,
-    reduction: str,
+    settings: PrototypeSettings,
     output: str,
     provenance: Provenance,
     backbone: Mapping[str, Any],
@@ -304,9 +324,17 @@ def category_prototypes(
         features, provenance.header("features", part="shots"), geodesics, model_ids
     )
     labelled = [
-        labelled_shape(annotations[m], feat[i], geo["geodesic"][i]) for i, m in enumerate(model_ids)
+        annotated_shape(
+            annotations[m],
+            feat["features"][i],
+            geo["geodesic"][i],
+            settings,
+            feat["unsmoothed"][i] if "unsmoothed" in feat else None,
+            feat["counts"][i],
+        )  # fmt: skip
+        for i, m in enumerate(model_ids)
     ]
-    prototypes = build_prototypes(labelled, reduction=reduction)
+    prototypes = build_prototypes(labelled, reduction=settings.reduction)
     header = provenance.header(
         "prototypes", shot_ids=model_ids, backbone=backbone["name"], layer=backbone["layer"]
     )
@@ -339,7 +367,7 @@ def part_predictions(
     with rebuild_on_error(prototypes_path):
         prototypes = KeypointPrototypes.load(prototypes_path, provenance.header("prototypes"))
     records = [
-        predict_shape(m, feat[i], geo["geodesic"][i], prototypes, settings, device)
+        predict_shape(m, feat["features"][i], geo["geodesic"][i], prototypes, settings, device)
         for i, m in enumerate(model_ids)
     ]
     save_predictions(output, provenance.header("predictions", part=part), prototypes, settings,

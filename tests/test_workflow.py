@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from browser import decode_data_uri, open_in_chromium, open_report_result, report_results
@@ -231,6 +232,24 @@ def test_rerun_after_change_then_nothing_planned(run_dir: Path) -> None:
     snakemake(run_dir, "--cores", "2", configs=(override,))
     assert {p: p.stat().st_mtime_ns for p in features} == before
     assert planned(run_dir, override) == {}
+
+
+def test_labelled_annotated_xyz_reruns_prototypes_onwards_only(run_dir: Path) -> None:
+    """The authors' labelled-shape features (config/paper.yaml) change the prototypes only:
+    the shots artifact already holds the unsmoothed features they need."""
+    features = sorted((run_dir / "results" / "test" / "features").rglob("*.npz"))
+    prototypes = run_dir / "results" / "test" / "prototypes" / "chair.npz"
+    before = {p: p.stat().st_mtime_ns for p in features}
+    old = np.load(prototypes)["features"]
+    override = run_dir / "labelled.yaml"
+    override.write_text("features:\n  labelled: annotated_xyz\n")
+    plan = planned(run_dir, override)
+    assert plan.get("prototypes") == 2 and plan.get("optimize") == 4, plan
+    assert not {"features", "geodesics"} & set(plan)
+    snakemake(run_dir, "--cores", "2", configs=(override,))
+    assert {p: p.stat().st_mtime_ns for p in features} == before
+    new = np.load(prototypes)
+    assert new["features"].shape == old.shape and not np.allclose(new["features"], old)
 
 
 @pytest.mark.parametrize(

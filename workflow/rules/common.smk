@@ -14,7 +14,12 @@ from bt3d.backbone_spec import check_backbone_settings
 from bt3d.errors import Bt3dError
 from bt3d.io import OWNER_MARKER, KeypointNetDataset, dataset_owner
 from bt3d.selection import part_files, part_names, select_category, test_part_names
-from bt3d.settings import FeatureSettings, GeodesicSettings, OptimiserSettings
+from bt3d.settings import (
+    FeatureSettings,
+    GeodesicSettings,
+    OptimiserSettings,
+    PrototypeSettings,
+)
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
@@ -77,6 +82,11 @@ def geodesic_params():
     return GeodesicSettings.from_config(config).to_dict()
 
 
+def prototype_params():
+    """How the few-shot model is built from the labelled shapes (bt3d.settings)."""
+    return PrototypeSettings.from_config(config).to_dict()
+
+
 def optimiser_params():
     """The few-shot model's and the optimiser's settings (bt3d.settings)."""
     return OptimiserSettings.from_config(config).to_dict()
@@ -95,6 +105,7 @@ def provenance(kind):
     if kind == "features":
         return params
     params["reduction"] = optimiser_params()["prototype_reduction"]
+    params["labelled"] = config["features"]["labelled"]
     if kind == "prototypes":
         return params
     params["optimiser"] = optimiser_params()

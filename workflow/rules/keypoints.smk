@@ -15,7 +15,7 @@ rule prototypes:
         "../../envs/prototypes.yaml"
     params:
         dataset_root=dataset_root_of_input,
-        reduction=optimiser_params()["prototype_reduction"],
+        prototypes=prototype_params(),
         backbone={k: config["backbone"][k] for k in ("name", "layer")},
         provenance=provenances("geodesics", "features", "prototypes"),
     script:
