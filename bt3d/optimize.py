@@ -541,12 +541,7 @@ def optimise_keypoints(
     prototypes: KeypointPrototypes,
     mode: str = "fast",
     steps: int | None = None,
-    lr: float = 0.1,
-    alpha: float = 4.0,
-    beta: float = 0.0,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    **fast_options,
+    **options,
 ) -> Prediction:
     """Predict the prototypes' keypoints on one test shape.
 
@@ -555,8 +550,10 @@ def optimise_keypoints(
         geodesic_normalised: (N, N) normalised geodesic distances.
         prototypes: keypoint features (K, C) and target distances (K, K).
         mode: ``"reference"`` runs :func:`optimise_reference` (``steps`` default 5000);
-            ``"fast"`` the candidate-restricted solver of :func:`optimise_batch`, whose extra
-            settings (``candidates``, ``init``, ``temperature``, ``tol``, ...) pass through.
+            ``"fast"`` the candidate-restricted solver of :func:`optimise_batch`.
+        options: ``lr``, ``alpha``, ``beta``, ``seed``, ``device`` of both solvers (their
+            defaults), and for ``"fast"`` also ``candidates``, ``init``, ``temperature``,
+            ``tol``, ...
 
     Returns:
         Prediction with K indices into the N points.
@@ -564,28 +561,10 @@ def optimise_keypoints(
     if mode not in MODES:
         raise ConfigError(f"optimiser mode {mode!r} unknown; expected one of {MODES}")
     if mode == "reference":
+        fast_options = sorted(set(options) - {"lr", "alpha", "beta", "seed", "device"})
         if fast_options:
-            raise ConfigError(f"options {sorted(fast_options)} only apply to mode='fast'")
-        return optimise_reference(
-            features,
-            geodesic_normalised,
-            prototypes,
-            steps=REFERENCE_STEPS if steps is None else steps,
-            lr=lr,
-            alpha=alpha,
-            beta=beta,
-            seed=seed,
-            device=device,
-        )
-    return optimise_batch(
-        [(features, geodesic_normalised)],
-        prototypes,
-        mode="fast",
-        steps=steps,
-        lr=lr,
-        alpha=alpha,
-        beta=beta,
-        seed=seed,
-        device=device,
-        **fast_options,
-    )[0]
+            raise ConfigError(f"options {fast_options} only apply to mode='fast'")
+        steps = REFERENCE_STEPS if steps is None else steps
+        return optimise_reference(features, geodesic_normalised, prototypes, steps, **options)
+    problem = [(features, geodesic_normalised)]
+    return optimise_batch(problem, prototypes, mode="fast", steps=steps, **options)[0]
