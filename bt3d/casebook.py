@@ -2,7 +2,7 @@
 
 :func:`load_test_shapes` reads what the workflow computed for a category's test shapes (the
 annotations, every test shard's predictions and geodesics, the point clouds) through the
-checked loaders of :mod:`bt3d.cache`, and gives each shape's per-keypoint geodesic errors
+job readers of :mod:`bt3d.results`, and gives each shape's per-keypoint geodesic errors
 (:func:`bt3d.metrics.keypoint_errors` on the normalised geodesic matrix, i.e. divided by
 the shape's largest geodesic distance; ``distance`` is the same in the unit of the
 evaluation thresholds). :func:`write_view_page` draws them with :mod:`bt3d.viewer`;
@@ -14,22 +14,19 @@ page holding both, which Snakemake's report shows.
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from bt3d.errors import CacheError, DataError
+from bt3d.errors import DataError
+from bt3d.results import Provenance, part_of, read_geodesic_part, read_json_part
 
 # Largest HTML result Chromium shows inside snakemake's self-contained report, which embeds
 # it as a base64 data: URL (Chromium's URL limit is 2 MiB; base64 takes 4 bytes per 3).
 REPORT_EMBED_LIMIT = (2 * 2**20 - 256) * 3 // 4
-
-Guard = Callable[[str], contextlib.AbstractContextManager]
 
 
 @dataclass(frozen=True)
@@ -63,8 +60,7 @@ def load_test_shapes(
     predictions: Sequence[str | Path],
     geodesics: Sequence[str | Path],
     point_clouds: Sequence[str | Path],
-    expected: Callable[[str, str], Mapping[str, Any]],
-    guard: Guard = lambda path: contextlib.nullcontext(),
+    provenance: Provenance,
 ) -> list[ScoredShape]:
     """Every predicted test shape of a category, in prediction order.
 
@@ -73,11 +69,10 @@ def load_test_shapes(
         predictions: every test shard's ``predictions/<cat>/shard-k.json``.
         geodesics: every test shard's ``geodesics/<cat>/shard-k.npz``.
         point_clouds: the test shapes' ``.pcd`` files (named ``<model id>.pcd``).
-        expected: ``(kind, part) -> header fields`` an artifact must carry.
-        guard: ``path -> context manager`` wrapped around reading each artifact (the
-            workflow's scripts pass theirs, which deletes a bad artifact for a rebuild).
+        provenance: the header fields each artifact must carry
+            (:class:`bt3d.results.Provenance`); a bad artifact is deleted with what was
+            computed from it, for a rebuild (:mod:`bt3d.results`).
     """
-    from bt3d.cache import load_arrays, load_json_artifact
     from bt3d.io import load_points, read_annotations
     from bt3d.metrics import keypoint_errors
 
@@ -85,19 +80,14 @@ def load_test_shapes(
     clouds = {Path(p).stem: Path(p) for p in point_clouds}
     matrices: dict[str, tuple[np.ndarray, float]] = {}
     for path in geodesics:
-        with guard(str(path)):
-            arrays, _ = load_arrays(path, expected("geodesics", Path(path).stem))
-            lacking = {"model_ids", "geodesic", "scale"} - set(arrays)
-            if lacking:
-                raise CacheError(f"{path}: artifact lacks arrays {sorted(lacking)}")
+        part = read_geodesic_part(str(path), provenance.header("geodesics", part=part_of(path)))
         for model_id, matrix, scale in zip(
-            arrays["model_ids"], arrays["geodesic"], arrays["scale"], strict=True
+            part["model_ids"], part["geodesic"], part["scale"], strict=True
         ):
-            matrices[str(model_id)] = (matrix, float(scale))
+            matrices[model_id] = (matrix, float(scale))
     shapes = []
     for path in predictions:
-        with guard(str(path)):
-            records = load_json_artifact(path, expected("predictions", Path(path).stem))
+        records = read_json_part(str(path), provenance.header("predictions", part=part_of(path)))
         for record in records["predictions"]:
             model_id = record["model_id"]
             lacking = [

@@ -6,14 +6,11 @@ from _common import run
 
 def main(snakemake) -> None:
     from bt3d.casebook import category_labels, load_test_shapes, write_view_page, write_worst_cases
-    from bt3d.results import Provenance, rebuild_on_error
+    from bt3d.results import Provenance
 
     category, i, p = snakemake.wildcards.category, snakemake.input, snakemake.params
     provenance = Provenance(category, p.provenance)
-    shapes = load_test_shapes(
-        i.annotations, i.predictions, i.geodesics, i.points,
-        lambda kind, part: provenance.header(kind, part=part), rebuild_on_error,
-    )  # fmt: skip
+    shapes = load_test_shapes(i.annotations, i.predictions, i.geodesics, i.points, provenance)
     labels = category_labels(i.labels, category)
     if snakemake.rule == "keypoint_views":
         write_view_page(shapes, labels, category, snakemake.output.page, p.max_shapes)

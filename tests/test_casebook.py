@@ -168,6 +168,7 @@ def write_part(root: Path, pred_indices: list[int]) -> dict:
     written by the library's own writers; returns load_test_shapes' file arguments."""
     from bt3d.cache import encode_geodesic, save_arrays, save_json_atomic
     from bt3d.io import write_annotations, write_pcd
+    from bt3d.results import Provenance
     from bt3d.structures import ShapeAnnotation
 
     truth = ShapeAnnotation(
@@ -183,21 +184,23 @@ def write_part(root: Path, pred_indices: list[int]) -> dict:
     )
     write_annotations(root / "airplane.json", [truth])
     write_pcd(root / "m0.pcd", LINE.astype(np.float32))
+    provenance = Provenance("airplane", {"geodesics": {}, "predictions": {}})
     matrix, scale = encode_geodesic(geodesic_matrix(LINE, k=2))
-    header = {"kind": "geodesics", "part": "shard-0"}
-    arrays = {"model_ids": np.array(["m0"]), "geodesic": matrix[None], "scale": np.array([scale])}
+    header = provenance.header("geodesics", part="shard-0", skipped_shapes=0, sample_order="x")
+    arrays = {"model_ids": np.array(["m0"]), "geodesic": matrix[None], "scale": np.array([scale]),
+              "labelled": np.array([False])}  # fmt: skip
     save_arrays(root / "shard-0.npz", arrays, header)
     prediction = {"model_id": "m0", "indices": pred_indices, "semantic_ids": [0, 1]}
     save_json_atomic(
         root / "shard-0.json",
-        {"header": {"kind": "predictions", "part": "shard-0"}, "predictions": [prediction]},
+        {"header": provenance.header("predictions", part="shard-0"), "predictions": [prediction]},
     )
     return {
         "annotations": root / "airplane.json",
         "predictions": [root / "shard-0.json"],
         "geodesics": [root / "shard-0.npz"],
         "point_clouds": [root / "m0.pcd"],
-        "expected": lambda kind, part: {"kind": kind, "part": part},
+        "provenance": provenance,
     }
 
 
@@ -214,10 +217,11 @@ def test_load_test_shapes_reads_the_artifacts_and_scores_them(tmp_path: Path) ->
 def test_load_test_shapes_names_the_file_of_a_bad_prediction(tmp_path: Path) -> None:
     from bt3d.casebook import load_test_shapes
     from bt3d.errors import CacheError
+    from bt3d.results import Provenance
 
     files = write_part(tmp_path, [1, 9])  # point 9 of a 5-point shape
     with pytest.raises(DataError, match=r"shard-0.json: test shape m0: .*index 9 is outside"):
         load_test_shapes(**files)
-    files["expected"] = lambda kind, part: {"kind": kind, "part": "shard-1"}
+    files["provenance"] = Provenance("chair", files["provenance"].params)  # another category
     with pytest.raises(CacheError, match="shard-0.npz"):
         load_test_shapes(**files)
