@@ -279,7 +279,8 @@ def part_features(
         )
         features.append(shape.features.astype(np.float32))
         counts.append(shape.counts.astype(np.int64))
-        unsmoothed.append(shape.unsmoothed.astype(np.float32))
+        if part == "shots":  # the labelled shapes only: for features.labelled: annotated_xyz
+            unsmoothed.append(shape.unsmoothed.astype(np.float32))
         print(
             f"{model_id}: {shape.features.shape} features, {shape.seen_fraction:.1%} of "
             f"points seen, {time.perf_counter() - start:.1f} s"
@@ -290,7 +291,7 @@ def part_features(
         "counts": np.stack(counts) if counts else np.zeros((0, 0), np.int64),
         "model_ids": np.asarray(model_ids, dtype=str),
     }
-    if part == "shots":  # the labelled shapes: for features.labelled: annotated_xyz
+    if part == "shots":
         arrays["unsmoothed"] = np.stack(unsmoothed) if unsmoothed else arrays["features"]
     save_arrays(
         output,
