@@ -22,7 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from bt3d.errors import DataError
-from bt3d.results import Provenance, part_of, read_geodesic_part, read_json_part
+from bt3d.results import (
+    Provenance,
+    part_of,
+    prediction_header,
+    read_geodesic_part,
+    read_json_part,
+)
 
 # Largest HTML result Chromium shows inside snakemake's self-contained report, which embeds
 # it as a base64 data: URL (Chromium's URL limit is 2 MiB; base64 takes 4 bytes per 3).
@@ -66,7 +72,7 @@ def load_test_shapes(
 
     Args:
         annotations: the category's KeypointNet annotation file.
-        predictions: every test shard's ``predictions/<cat>/shard-k.json``.
+        predictions: every test shard's ``predictions/<variant>/<cat>/<set>/shard-k.json``.
         geodesics: every test shard's ``geodesics/<cat>/shard-k.npz``.
         point_clouds: the test shapes' ``.pcd`` files (named ``<model id>.pcd``).
         provenance: the header fields each artifact must carry
@@ -87,7 +93,7 @@ def load_test_shapes(
             matrices[model_id] = (matrix, float(scale))
     shapes = []
     for path in predictions:
-        records = read_json_part(str(path), provenance.header("predictions", part=part_of(path)))
+        records = read_json_part(str(path), prediction_header(provenance, path))
         for record in records["predictions"]:
             model_id = record["model_id"]
             lacking = [

@@ -1,5 +1,5 @@
-"""Evaluation of a category: mIoU, PCK and per-keypoint PCK of the predictions of every test
-part, and of the random-point baseline.
+"""Evaluation of a category: mIoU, PCK and per-keypoint PCK of each shot set's predictions on
+its query shapes, and of the random-point baseline.
 
 Keypoint text labels come from the dataset's optional ``keypoint_labels.json`` (KeypointNet's
 label table; the synthetic dataset writes one). The random-point baseline draws, per test
@@ -10,14 +10,28 @@ semantic ids; it is scored identically.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from bt3d.cache import load_json_artifact, save_json_atomic
 from bt3d.errors import CacheError, DataError
 from bt3d.io import KeypointNetDataset
-from bt3d.metrics import evaluate_category, per_keypoint_pck, random_baseline_indices
-from bt3d.results import Provenance, part_of, read_geodesic_part, rebuild_on_error
+from bt3d.metrics import (
+    evaluate_category,
+    iou_counts,
+    pck_counts,
+    per_keypoint_pck,
+    random_baseline_indices,
+)
+from bt3d.results import (
+    Provenance,
+    part_of,
+    prediction_header,
+    read_geodesic_part,
+    rebuild_on_error,
+)
+from bt3d.selection import shot_set_index
 
 
 def evaluate_category_files(
@@ -29,8 +43,13 @@ def evaluate_category_files(
     output: str,
     provenance: Provenance,
 ) -> None:
-    """mIoU, PCK and per-keypoint PCK of a category's predictions (every test part) and of
-    the random baseline, written as the sealed JSON ``output`` (``metrics/<category>.json``).
+    """mIoU, PCK and per-keypoint PCK of a category's predictions and of the random
+    baseline, per shot set, with the per-shape counts behind them, written as the sealed
+    JSON ``output`` (``metrics/<variant>/<category>.json``).
+
+    Args:
+        predictions_paths: every ``.../<shot set>/<part>.json`` of the variant and category.
+        geodesics_paths: the geodesics of every part those predictions are on.
     """
     category = provenance.category
     thresholds = [float(t) for t in thresholds]
@@ -44,10 +63,45 @@ def evaluate_category_files(
         sample_order = geo["sample_order"]
         for i, model_id in enumerate(geo["model_ids"]):
             geodesics[model_id] = geo["geodesic"][i].astype(np.float64) * geo["scale"][i]
-    predictions, known = [], set()
+    by_set: dict[str, list[str]] = {}
     for path in predictions_paths:
+        by_set.setdefault(Path(path).parent.name, []).append(path)
+    rng = np.random.default_rng(baseline_seed)  # one stream through the shot sets in order
+    sets = [
+        evaluate_shot_set(name, by_set[name], geodesics, annotations, thresholds, rng, provenance)
+        for name in sorted(by_set, key=shot_set_index)
+    ]
+    keypoint_ids = {int(k) for s in sets for k in s["per_keypoint_pck"]}
+    save_json_atomic(
+        output,
+        {
+            "category": category,
+            "thresholds": thresholds,
+            "shot_sets": sets,
+            "skipped_shapes": skipped,
+            "sample_order": sample_order,
+            "annotated_shapes": len(annotations),
+            "keypoint_labels": {str(k): labels[k] for k in sorted(keypoint_ids) if k in labels},
+        },
+    )
+
+
+def evaluate_shot_set(
+    name: str,
+    paths: Sequence[str],
+    geodesics: dict[str, np.ndarray],
+    annotations: dict,
+    thresholds: list[float],
+    rng: np.random.Generator,
+    provenance: Provenance,
+) -> dict:
+    """The metrics of one shot set's predictions (files ``paths``) on its query shapes;
+    ``rng`` draws the random baseline's points."""
+    category = provenance.category
+    predictions, known = [], set()
+    for path in paths:
         with rebuild_on_error(path):
-            content = load_json_artifact(path, provenance.header("predictions", part=part_of(path)))
+            content = load_json_artifact(path, prediction_header(provenance, path))
             for prediction in content["predictions"]:
                 check_prediction(path, prediction, geodesics)
         predictions += content["predictions"]
@@ -58,12 +112,14 @@ def evaluate_category_files(
     missing = [m for m in model_ids if m not in geodesics or m not in annotations]
     if missing:
         raise DataError(f"{category}: predictions for unknown shapes {missing[:3]}")
+    if len(set(model_ids)) != len(model_ids):
+        raise DataError(f"{category} {name}: a shape is predicted twice in {list(paths)[:3]}")
     truths = [annotations[m] for m in model_ids]
     unseen = unseen_keypoints(truths, known)
     if unseen["keypoints"]:
         print(
-            f"WARNING: {category}: {unseen['keypoints']} of {unseen['total']} ground-truth "
-            f"keypoints ({unseen['shapes']} test shapes) have semantic ids "
+            f"WARNING: {category} {name}: {unseen['keypoints']} of {unseen['total']} "
+            f"ground-truth keypoints ({unseen['shapes']} test shapes) have semantic ids "
             f"{unseen['semantic_ids']} never labelled in the shots; they count as misses in PCK"
         )
     geos = [geodesics[m] for m in model_ids]
@@ -71,7 +127,6 @@ def evaluate_category_files(
         {"indices": np.asarray(p["indices"]), "semantic_ids": np.asarray(p["semantic_ids"])}
         for p in predictions
     ]
-    rng = np.random.default_rng(baseline_seed)
     randoms = [
         {
             "indices": random_baseline_indices(len(g), len(p["indices"]), rng),
@@ -81,7 +136,7 @@ def evaluate_category_files(
     ]
     method = evaluate_category(preds, truths, geos, thresholds)
     baseline = evaluate_category(randoms, truths, geos, thresholds)
-    per_keypoint = per_keypoint_pck(
+    columns = (
         [p["indices"] for p in preds],
         [p["semantic_ids"] for p in preds],
         [t.point_indices for t in truths],
@@ -89,27 +144,25 @@ def evaluate_category_files(
         geos,
         thresholds,
     )
-    save_json_atomic(
-        output,
-        {
-            "category": category,
-            "test_shapes": model_ids,
-            "thresholds": thresholds,
-            "miou": method["miou"].tolist(),
-            "pck": method["pck"].tolist(),
-            "baseline_miou": baseline["miou"].tolist(),
-            "baseline_pck": baseline["pck"].tolist(),
-            "unseen_semantic_ids": unseen["semantic_ids"],
-            "unseen_keypoints": unseen["keypoints"],
-            "ground_truth_keypoints": unseen["total"],
-            "skipped_shapes": skipped,
-            "sample_order": sample_order,
-            "annotated_shapes": len(annotations),
-            "per_keypoint_pck": {str(k): np.asarray(v).tolist() for k, v in per_keypoint.items()},
-            "keypoint_labels": {str(k): labels[k] for k in per_keypoint if k in labels},
-        },
+    per_keypoint = per_keypoint_pck(*columns)
+    print(
+        f"{category} {name}: {len(model_ids)} query shapes, mIoU@{thresholds[-1]} = "
+        f"{method['miou'].iloc[-1]:.3f}"
     )
-    print(f"{category}: {len(model_ids)} test shapes, mIoU@0.1 = {method['miou'].iloc[-1]:.3f}")
+    return {
+        "name": name,
+        "test_shapes": model_ids,
+        "miou": method["miou"].tolist(),
+        "pck": method["pck"].tolist(),
+        "baseline_miou": baseline["miou"].tolist(),
+        "baseline_pck": baseline["pck"].tolist(),
+        "iou_counts": iou_counts(columns[0], columns[2], geos, thresholds).tolist(),
+        "pck_counts": pck_counts(*columns).tolist(),
+        "unseen_semantic_ids": unseen["semantic_ids"],
+        "unseen_keypoints": unseen["keypoints"],
+        "ground_truth_keypoints": unseen["total"],
+        "per_keypoint_pck": {str(k): np.asarray(v).tolist() for k, v in per_keypoint.items()},
+    }
 
 
 def check_prediction(path: str, prediction, geodesics: dict) -> None:

@@ -30,19 +30,25 @@ DEFAULT_VIEWS: tuple[tuple[float, float], ...] = ((20.0, -60.0), (10.0, 0.0), (8
 
 
 def plot_curves(
-    df: pd.DataFrame, *, max_threshold: float = 0.1, title: str | None = None
+    df: pd.DataFrame,
+    *,
+    max_threshold: float = 0.1,
+    title: str | None = None,
+    ylim: tuple[float, float] | None = (0.0, 1.0),
 ) -> Figure:
     """Curves of a metric against the distance threshold: one panel per (metric, category).
 
     Args:
         df: long table with columns ``category``, ``threshold``, ``value`` (in [0, 1]),
-            ``method`` and ``metric_name`` (e.g. ``"mIoU"``, ``"PCK"``); one line per method.
+            ``method`` and ``metric_name`` (e.g. ``"mIoU"``, ``"PCK"``); one line per method;
+            optional ``low`` and ``high`` draw a band (an interval) around each line.
         max_threshold: right end of the x axis (0.1 = the paper's range).
         title: optional figure title.
+        ylim: the y range; None = fitted to the data, with a line at 0 (differences).
 
     Returns:
         A figure with ``len(metrics)`` rows and ``len(categories)`` columns, x in
-        ``[0, max_threshold]``, y in ``[0, 1]``, a shared legend of methods.
+        ``[0, max_threshold]``, y in ``ylim``, a shared legend of methods.
     """
     missing = [c for c in CURVE_COLUMNS if c not in df.columns]
     if missing:
@@ -74,8 +80,20 @@ def plot_curves(
                     color=palette[method],
                     label=method,
                 )
+                if {"low", "high"} <= set(line.columns) and line["low"].notna().any():
+                    ax.fill_between(
+                        line["threshold"],
+                        line["low"],
+                        line["high"],
+                        color=palette[method],
+                        alpha=0.2,
+                        linewidth=0,
+                    )
             ax.set_xlim(0.0, max_threshold)
-            ax.set_ylim(0.0, 1.0)
+            if ylim is None:
+                ax.axhline(0.0, color="black", linewidth=0.8)
+            else:
+                ax.set_ylim(*ylim)
             ax.grid(True, linewidth=0.5, alpha=0.5)
             if r == 0:
                 ax.set_title(str(category))
@@ -88,6 +106,47 @@ def plot_curves(
     if title:
         fig.suptitle(title)
     return fig
+
+
+def metric_curves(
+    table: pd.DataFrame, baseline: pd.DataFrame, column: str, metric_name: str
+) -> pd.DataFrame:
+    """The long table of :func:`plot_curves` from ``miou.csv``/``pck.csv`` (each variant with
+    its interval as a band; ``column`` = miou | pck) and ``baseline.csv`` (the first
+    variant's random points)."""
+    first = table["variant"].iloc[0]
+    ours = table.rename(columns={column: "value", "variant": "method", "ci_low": "low",
+                                 "ci_high": "high"})  # fmt: skip
+    rand = baseline[baseline["variant"] == first][["category", "threshold", column]]
+    return pd.concat(
+        [
+            ours[["category", "threshold", "value", "method", "low", "high"]],
+            rand.rename(columns={column: "value"}).assign(method="random points"),
+        ],
+        ignore_index=True,
+    ).assign(metric_name=metric_name)
+
+
+def plot_differences(table: pd.DataFrame, max_threshold: float = 0.1) -> Figure:
+    """Paired differences to the reference variant (``comparison.csv``'s rows): one panel
+    per (metric, category and mean), one line per variant with its 95 % interval as a band,
+    and a line at zero."""
+    reference = table["reference"].iloc[0]
+    long = (
+        table.drop(columns=["value", "reference_value"])
+        .rename(
+            columns={"difference": "value", "variant": "method", "ci_low": "low", "ci_high": "high"}
+        )
+        .assign(
+            metric_name=lambda d: d["metric"].map({"miou": "mIoU", "pck": "PCK"}) + " difference"
+        )
+    )
+    return plot_curves(
+        long,
+        max_threshold=max_threshold,
+        title=f"paired difference to {reference} (95 % interval over shot sets and shapes)",
+        ylim=None,
+    )
 
 
 def plot_keypoints(

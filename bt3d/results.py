@@ -1,10 +1,12 @@
 """The results layout of a run (``results/<run>/``) and reading its artifacts as jobs do.
 
-Stages, each computed from the one before::
+Stages, each computed from the one before (``<variant>``: the variant owning the artifact,
+:mod:`bt3d.variants`; ``<shot set>``: ``set-k``)::
 
-    geodesics|features/<category>/<part>.npz -> prototypes/<category>.npz
-      -> predictions/<category>/<part>.json -> metrics/<category>.json
-      -> tables/*, plots/*, manifest.json
+    geodesics/<category>/<part>.npz, features/<variant>/<category>/<part>.npz
+      -> prototypes/<variant>/<category>/<shot set>.npz
+      -> predictions/<variant>/<category>/<shot set>/<part>.json
+      -> metrics/<variant>/<category>.json -> tables/*, plots/*, manifest.json
 
 An artifact's header carries ``config_hash`` = :func:`bt3d.cache.config_hash` of the settings
 that produce its kind (:class:`Provenance`). A job reads its inputs through :func:`read_part`
@@ -120,6 +122,11 @@ def part_of(path: str | os.PathLike[str]) -> str:
     return Path(path).stem
 
 
+def prediction_header(provenance: Provenance, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The header a predictions artifact ``.../<shot set>/<part>.json`` must carry."""
+    return provenance.header("predictions", part=part_of(path), shot_set=Path(path).parent.name)
+
+
 def decoded(geodesic: np.ndarray) -> np.ndarray:
     """(N, N) float64 of a stored float16 geodesic matrix (as every stage uses it)."""
     return geodesic.astype(np.float64)
@@ -135,7 +142,7 @@ def verify_artifact(path: str | os.PathLike[str]) -> str | None:
     """
     src = Path(path)
     try:
-        if src.suffix == ".npz" and src.parent.name == "prototypes":
+        if src.suffix == ".npz" and (stage_of(src) or ("",))[0] == "prototypes":
             KeypointPrototypes.load(src)
         elif src.suffix == ".npz":
             load_arrays(src)
@@ -146,37 +153,56 @@ def verify_artifact(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
+# Layout of each stage's artifacts below results/<run>/<stage>/ (``None``: the file's stem is
+# the category; otherwise the folder named ``category`` is the artifact's parents[index]).
+STAGE_LAYOUT = {
+    "geodesics": ("<category>/<part>.npz", 0),
+    "features": ("<variant>/<category>/<part>.npz", 0),
+    "prototypes": ("<variant>/<category>/<shot set>.npz", 0),
+    "predictions": ("<variant>/<category>/<shot set>/<part>.json", 1),
+    "metrics": ("<variant>/<category>.json", None),
+}
+
+
+def stage_of(path: str | os.PathLike[str]) -> tuple[str, str, Path] | None:
+    """``(stage, category, results/<run> folder)`` of an artifact of the workflow's layout
+    (:data:`STAGE_LAYOUT`), or None for any other path."""
+    src = Path(path)
+    for stage, (pattern, index) in STAGE_LAYOUT.items():
+        depth = pattern.count("/")
+        if len(src.parents) > depth + 1 and src.parents[depth].name == stage:
+            category = src.stem if index is None else src.parents[index].name
+            return stage, category, src.parents[depth + 1]
+    return None
+
+
 def dependents(path: str | os.PathLike[str]) -> list[Path]:
     """Existing files of a ``results/<run>`` folder computed from the artifact ``path``.
 
-    The workflow's layout: ``geodesics|features/<category>/shard-<k>.npz`` ->
-    ``prototypes/<category>.npz`` -> ``predictions/<category>/*.json`` ->
-    ``metrics/<category>.json``, ``plots/keypoints/<category>.png`` -> ``tables/*``,
-    ``plots/*.png``, ``manifest.json``. Deleting an artifact together with these makes a
-    plain ``snakemake`` rerun rebuild it (Snakemake does not rebuild a missing intermediate
-    file whose consumers are up to date). A path outside that layout has no dependents.
+    The stages (:data:`STAGE_LAYOUT`): geodesics and features -> prototypes -> predictions
+    -> metrics and ``plots/keypoints/<category>.png`` -> ``tables/*``, ``plots/*.png``,
+    ``manifest.json``. Every variant's later artifacts of the category count (which
+    variants share an artifact is the config's business, not the folder's). Deleting an
+    artifact together with these makes a plain ``snakemake`` rerun rebuild it (Snakemake
+    does not rebuild a missing intermediate file whose consumers are up to date). A path
+    outside that layout has no dependents.
     """
-    src = Path(path)
-    stage = (
-        src.parent.name if src.parent.name in ("prototypes", "metrics") else src.parent.parent.name
-    )
-    category = src.stem if stage in ("prototypes", "metrics") else src.parent.name
-    order = ["geodesics", "features", "prototypes", "predictions", "metrics"]
-    if stage not in order:
+    found_stage = stage_of(path)
+    if found_stage is None:
         return []
-    root = src.parents[1] if stage in ("prototypes", "metrics") else src.parents[2]
-    level = order.index(stage)
+    stage, category, root = found_stage
+    level = list(STAGE_LAYOUT).index(stage)
     found: list[Path] = []
     if level <= 1:
-        found.append(root / "prototypes" / f"{category}.npz")
+        found += sorted((root / "prototypes").glob(f"*/{category}/*.npz"))
     if level <= 2:
-        found += sorted((root / "predictions" / category).glob("*.json"))
+        found += sorted((root / "predictions").glob(f"*/{category}/*/*.json"))
     if level <= 3:
-        found += [root / "metrics" / f"{category}.json"]
+        found += sorted((root / "metrics").glob(f"*/{category}.json"))
         found += [root / "plots" / "keypoints" / f"{category}.png"]
     found += sorted((root / "tables").glob("*")) + [root / "manifest.json"]
-    found += [root / "plots" / "miou.png", root / "plots" / "pck.png"]
-    return [f for f in found if f.is_file() and f != src]
+    found += sorted((root / "plots").glob("*.png"))
+    return [f for f in found if f.is_file() and f != Path(path)]
 
 
 def remove_with_dependents(path: str | os.PathLike[str]) -> list[Path]:

@@ -3,8 +3,8 @@
 Per shape (both paths): :func:`bt3d.pipeline.shape_geodesic` ->
 :func:`bt3d.pipeline.extract_shape_features` -> :func:`annotated_shape` (labelled shapes, for
 :func:`bt3d.fewshot.build_prototypes`) -> :func:`predict_shape`. The workflow's rules run them
-per part of a category (``shots`` = the labelled shapes, ``shard-k`` = every ``shards``-th
-test shape, see :mod:`bt3d.selection`):
+per part of a category (``shots`` = the labelled shapes of every shot set, ``shard-k`` =
+every ``shards``-th test shape, see :mod:`bt3d.selection`) and shot set:
 :func:`part_geodesics`, :func:`part_features`, :func:`category_prototypes`,
 :func:`part_predictions`, each reading its inputs through :mod:`bt3d.results` and writing one
 artifact. Geodesics are used as they are stored (float16, :func:`bt3d.cache.encode_geodesic`)
@@ -39,7 +39,7 @@ from bt3d.results import (
     read_geodesic_part,
     rebuild_on_error,
 )
-from bt3d.selection import MAX_LISTED, CategorySelection, select_category
+from bt3d.selection import MAX_LISTED, CategorySelection, select_category, shot_set_index
 from bt3d.settings import (
     FeatureSettings,
     GeodesicSettings,
@@ -314,35 +314,47 @@ def category_prototypes(
     output: str,
     provenance: Provenance,
     backbone: Mapping[str, Any],
+    shot_set: str = "set-0",
 ) -> None:
-    """The few-shot keypoint model of a category from its labelled shapes (the ``shots``
-    part's features and geodesics), written to ``output``; ``backbone`` (name, layer) is
-    recorded for ``bt3d predict``, which checks users' features against it."""
+    """The few-shot keypoint model of a category from the labelled shapes of ``shot_set``
+    (``set-k``: block k of the ``shots`` part's features and geodesics, ``shots`` shapes
+    each), written to ``output``; ``backbone`` (name, layer) is recorded for
+    ``bt3d predict``, which checks users' features against it."""
     annotations = dataset.annotations(provenance.category)
     geo = read_geodesic_part(geodesics, provenance.header("geodesics", part="shots"))
     model_ids = geo["model_ids"]
     feat = read_feature_part(
         features, provenance.header("features", part="shots"), geodesics, model_ids
     )
+    shots = provenance.params["prototypes"]["selection"]["shots"]
+    k = shot_set_index(shot_set)
+    block = range(k * shots, min((k + 1) * shots, len(model_ids)))
+    if len(block) != shots:
+        raise DataError(
+            f"{geodesics}: {len(model_ids)} labelled shapes hold no {shot_set} of {shots} "
+            "shapes; rerun so that Snakemake plans the shots part again"
+        )
     labelled = [
         annotated_shape(
-            annotations[m],
+            annotations[model_ids[i]],
             feat["features"][i],
             geo["geodesic"][i],
             settings,
             feat["unsmoothed"][i] if "unsmoothed" in feat else None,
             feat["counts"][i],
         )  # fmt: skip
-        for i, m in enumerate(model_ids)
+        for i in block
     ]
     prototypes = build_prototypes(labelled, reduction=settings.reduction)
+    shot_ids = [model_ids[i] for i in block]
     header = provenance.header(
-        "prototypes", shot_ids=model_ids, backbone=backbone["name"], layer=backbone["layer"]
-    )
+        "prototypes", shot_ids=shot_ids, shot_set=shot_set, backbone=backbone["name"],
+        layer=backbone["layer"],
+    )  # fmt: skip
     prototypes.save(output, header)
     print(
-        f"{provenance.category}: {prototypes.num_keypoints} keypoints from {len(labelled)} "
-        f"labelled shapes ({', '.join(model_ids)})"
+        f"{provenance.category} {shot_set}: {prototypes.num_keypoints} keypoints from "
+        f"{len(labelled)} labelled shapes ({', '.join(shot_ids)})"
     )
 
 
@@ -355,8 +367,11 @@ def part_predictions(
     output: str,
     provenance: Provenance,
     part: str,
+    shot_set: str = "set-0",
 ) -> None:
-    """Keypoint predictions with confidences for one test part's shapes, to ``output``."""
+    """Keypoint predictions with confidences for one part's shapes by the model of
+    ``shot_set``, to ``output``; the shapes that model was built from are left out (with
+    several shot sets the ``shots`` part holds them beside the other sets' shapes)."""
     from bt3d.device import resolve_device
 
     device = resolve_device(device_name)
@@ -366,10 +381,14 @@ def part_predictions(
         features, provenance.header("features", part=part), geodesics, model_ids
     )
     with rebuild_on_error(prototypes_path):
-        prototypes = KeypointPrototypes.load(prototypes_path, provenance.header("prototypes"))
+        prototypes = KeypointPrototypes.load(
+            prototypes_path, provenance.header("prototypes", shot_set=shot_set)
+        )
+    own = set(prototypes.shot_ids)
     records = [
         predict_shape(m, feat["features"][i], geo["geodesic"][i], prototypes, settings, device)
         for i, m in enumerate(model_ids)
+        if m not in own
     ]
-    save_predictions(output, provenance.header("predictions", part=part), prototypes, settings,
-                     records)  # fmt: skip
+    header = provenance.header("predictions", part=part, shot_set=shot_set)
+    save_predictions(output, header, prototypes, settings, records)

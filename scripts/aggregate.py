@@ -8,10 +8,12 @@ def main(snakemake) -> None:
 
     outputs = {name: snakemake.output[name] for name in snakemake.output.keys()}
     write_tables(
-        snakemake.input.metrics,
+        snakemake.params.metrics,
         outputs,
         snakemake.params.config,
-        snakemake.params.provenance["predictions"],
+        snakemake.params.provenance,
+        snakemake.params.bootstrap["bootstrap_resamples"],
+        snakemake.params.bootstrap["bootstrap_seed"],
     )
 
 

@@ -16,7 +16,8 @@ def main(snakemake) -> None:
         snakemake.params.device,
         snakemake.output.predictions,
         Provenance(snakemake.wildcards.category, snakemake.params.provenance),
-        snakemake.wildcards.test_part,
+        snakemake.wildcards.part,
+        snakemake.wildcards.shot_set,
     )
 
 

@@ -1,4 +1,5 @@
-"""Rule ``plot_curves``: mIoU and PCK against the threshold, method vs random baseline."""
+"""Rule ``plot_curves``: mIoU and PCK against the threshold, variants (with their 95 %
+intervals) vs the random baseline (bt3d.plots)."""
 
 from _common import run
 
@@ -6,27 +7,14 @@ from _common import run
 def main(snakemake) -> None:
     import pandas as pd
 
-    from bt3d.plots import plot_curves, save_figure
+    from bt3d.plots import metric_curves, plot_curves, save_figure
 
-    miou = pd.read_csv(snakemake.input.miou)
-    pck = pd.read_csv(snakemake.input.pck)
     base = pd.read_csv(snakemake.input.baseline)
-    for metric, ours, column, out in (
-        ("mIoU", miou, "miou", snakemake.output.miou),
-        ("PCK", pck, "pck", snakemake.output.pck),
-    ):
-        long = pd.concat(
-            [
-                ours.rename(columns={column: "value"}).assign(method="ours"),
-                base[["category", "threshold", column]]
-                .rename(columns={column: "value"})
-                .assign(method="random points"),
-            ],
-            ignore_index=True,
-        ).assign(metric_name=metric)
+    for metric, column in (("mIoU", "miou"), ("PCK", "pck")):
+        long = metric_curves(pd.read_csv(snakemake.input[column]), base, column, metric)
         fig = plot_curves(long, max_threshold=snakemake.params.max_threshold)
-        save_figure(fig, out)
-        print(f"{out}: {metric} curves of {long['category'].nunique()} categories")
+        save_figure(fig, snakemake.output[column])
+        print(f"{snakemake.output[column]}: {metric} of {long['category'].nunique()} categories")
 
 
 run(main, snakemake)  # noqa: F821 (injected by Snakemake)

@@ -17,6 +17,7 @@ def main(snakemake) -> None:
         snakemake.output.prototypes,
         Provenance(snakemake.wildcards.category, snakemake.params.provenance),
         snakemake.params.backbone,
+        snakemake.wildcards.shot_set,
     )
 
 

@@ -2,6 +2,7 @@
 # that rule as params, so `--rerun-triggers params` reruns exactly what a change affects.
 import hashlib
 import json
+import re
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -13,13 +14,21 @@ if REPO not in sys.path:
 from bt3d.backbone_spec import check_backbone_settings
 from bt3d.errors import Bt3dError
 from bt3d.io import OWNER_MARKER, KeypointNetDataset, dataset_owner
-from bt3d.selection import part_files, part_names, select_category, test_part_names
+from bt3d.selection import (
+    part_files,
+    part_names,
+    query_part_names,
+    select_category,
+    shot_set_names,
+    test_part_names,
+)
 from bt3d.settings import (
     FeatureSettings,
     GeodesicSettings,
     OptimiserSettings,
     PrototypeSettings,
 )
+from bt3d.variants import provenance, selection_params, stage_keys, variants_of
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
@@ -51,72 +60,81 @@ SAMPLE_ORDER = sample_order_file()
 CATEGORIES = DATASET["categories"]
 PARTS = part_names(config["shards"])  # shots, shard-0, ...: see bt3d/selection.py
 TEST_PARTS = test_part_names(config["shards"])
+SHOT_SETS = shot_set_names(DATASET["shot_sets"])  # set-0, ...
+QUERY_PARTS = query_part_names(DATASET["shot_sets"], config["shards"])
 RESOURCES = config["resources"]
 EVALUATION = config["evaluation"]
+
+
+def stop(message):
+    """End the run at start with one line on stderr and no traceback: for settings and data
+    that can be checked before any job runs."""
+    print(message, file=sys.stderr)
+    raise SystemExit(1)
+
+
+def at_start(function, *args):
+    """``function(*args)``, a library error ending the run at start (see stop)."""
+    try:
+        return function(*args)
+    except Bt3dError as exc:
+        stop(f"{type(exc).__name__}: {exc}")
+
+
+# The run's variants (bt3d.variants): name -> its whole config; artifacts of a kind live
+# under the name of the first variant with the same settings for it (KEYS), so variants
+# share them. Without `variants:` the one variant is "default", the config itself.
+VARIANTS = {v.name: v.config for v in at_start(variants_of, config)}
+KEYS = stage_keys([v for v in at_start(variants_of, config)])
+REFERENCE = next(iter(VARIANTS))
 
 
 wildcard_constraints:
     category="|".join(CATEGORIES),
     part=r"shots|shard-\d+",
     test_part=r"shard-\d+",
+    shot_set=r"set-\d+",
+    variant="|".join(re.escape(name) for name in VARIANTS),
 
 
-def selection_params():
-    """Which shapes of a category are used and how they are split into shards."""
-    return {
-        "shots": DATASET["shots"],
-        "offset": DATASET["offset"],
-        "max_test_shapes": DATASET["max_test_shapes"],
-        "missing_shapes": DATASET["missing_shapes"],
-        "shards": config["shards"],
-    }
+def variant_file(kind, variant, rest):
+    """Path of an artifact of ``kind`` of ``variant``: under the variant that owns it (metrics
+    belong to whoever owns the predictions they score)."""
+    owner = KEYS[variant]["predictions" if kind == "metrics" else kind]
+    return f"{RESULTS}/{kind}/{owner}/{rest}"
 
 
-def feature_params():
+def feature_params(wildcards):
     """Everything that changes the back-projected features of a shape (bt3d.settings)."""
-    return FeatureSettings.from_config(config).to_dict()
+    return FeatureSettings.from_config(VARIANTS[wildcards.variant]).to_dict()
 
 
 def geodesic_params():
-    """Everything that changes a shape's geodesics (bt3d.settings)."""
+    """Everything that changes a shape's geodesics (bt3d.settings); one for all variants."""
     return GeodesicSettings.from_config(config).to_dict()
 
 
-def prototype_params():
+def prototype_params(wildcards):
     """How the few-shot model is built from the labelled shapes (bt3d.settings)."""
-    return PrototypeSettings.from_config(config).to_dict()
+    return PrototypeSettings.from_config(VARIANTS[wildcards.variant]).to_dict()
 
 
-def optimiser_params():
+def optimiser_params(wildcards):
     """The few-shot model's and the optimiser's settings (bt3d.settings)."""
-    return OptimiserSettings.from_config(config).to_dict()
+    return OptimiserSettings.from_config(VARIANTS[wildcards.variant]).to_dict()
 
 
-def provenance(kind):
-    """The params that produce an artifact kind (its header's config hash is their hash).
+def provenances(*kinds, variant=None):
+    """Params function: kind -> the settings producing that kind (bt3d.variants.provenance)
+    for ``variant``, else the job's ``variant`` wildcard, else the config (geodesics, the
+    same for every variant)."""
 
-    geodesics < features < prototypes < predictions: each kind adds its own settings to
-    those of the artifacts it is computed from.
-    """
-    params = {"selection": selection_params(), "geodesic": geodesic_params()}
-    if kind == "geodesics":
-        return params
-    params["features"] = feature_params()
-    if kind == "features":
-        return params
-    params["reduction"] = optimiser_params()["prototype_reduction"]
-    params["labelled"] = config["features"]["labelled"]
-    if kind == "prototypes":
-        return params
-    params["optimiser"] = optimiser_params()
-    if kind == "predictions":
-        return params
-    raise ValueError(f"unknown artifact kind {kind!r}")
+    def params(wildcards):
+        name = variant or wildcards.get("variant")
+        cfg = VARIANTS[name] if name else config
+        return {kind: provenance(cfg, kind) for kind in kinds}
 
-
-def provenances(*kinds):
-    """Params of a rule: kind -> the params producing that kind, for each kind it touches."""
-    return {kind: provenance(kind) for kind in kinds}
+    return params
 
 
 def check_categories_present():
@@ -147,37 +165,28 @@ def is_cuda():
     return config["device"].startswith("cuda")
 
 
-def part_file(kind, ext):
-    """Path pattern of one part's artifact of ``kind`` (``{part}`` or ``{test_part}``)."""
-    return f"{RESULTS}/{kind}/{{category}}/{{part}}.{ext}"
-
-
-def test_part_files(kind, ext):
-    """Input function: the artifact of ``kind`` of every test part of the job's category."""
+def geodesic_files(parts):
+    """Input function: the job's category's geodesics of ``parts``."""
 
     def files(wildcards):
-        return expand(
-            f"{RESULTS}/{kind}/{{category}}/{{part}}.{ext}",
-            category=wildcards.category,
-            part=TEST_PARTS,
-        )
+        return [f"{RESULTS}/geodesics/{wildcards.category}/{p}.npz" for p in parts]
 
     return files
 
 
-def stop(message):
-    """End the run at start with one line on stderr and no traceback: for settings and data
-    that can be checked before any job runs."""
-    print(message, file=sys.stderr)
-    raise SystemExit(1)
+def prediction_files(variant=None, shot_sets=SHOT_SETS, parts=QUERY_PARTS):
+    """Input function: the predictions of ``variant`` (else the job's) for the job's category,
+    every shot set of ``shot_sets`` on every part of ``parts`` it queries."""
 
+    def files(wildcards):
+        name = variant or wildcards.variant
+        return [
+            variant_file("predictions", name, f"{wildcards.category}/{s}/{p}.json")
+            for s in shot_sets
+            for p in parts
+        ]
 
-def at_start(function, *args):
-    """``function(*args)``, a library error ending the run at start (see stop)."""
-    try:
-        return function(*args)
-    except Bt3dError as exc:
-        stop(f"{type(exc).__name__}: {exc}")
+    return files
 
 
 _SELECTIONS = {}
@@ -203,7 +212,7 @@ def select_present(category):
     key = (category, stamp)
     if key not in _SELECTIONS:
         _SELECTIONS[key] = select_category(
-            KeypointNetDataset(ROOT), order, category, selection_params()
+            KeypointNetDataset(ROOT), order, category, selection_params(config)
         )
     return _SELECTIONS[key]
 
@@ -270,23 +279,27 @@ def labels_file(wildcards):
 
 def check_settings_at_start():
     """Settings that cannot work stop the run before any job: backbone name and layer,
-    image size vs patch size, shots vs the synthetic dataset's size."""
-    backbone = config["backbone"]
-    at_start(
-        check_backbone_settings,
-        backbone["name"],
-        backbone["layer"],
-        config["render"]["image_size"],
-    )
+    image size vs patch size (of every variant), shots vs the synthetic dataset's size.
+    """
+    for name, cfg in VARIANTS.items():
+        try:
+            check_backbone_settings(
+                cfg["backbone"]["name"],
+                cfg["backbone"]["layer"],
+                cfg["render"]["image_size"],
+            )
+        except Bt3dError as exc:
+            where = f"variant {name}: " * (len(VARIANTS) > 1)
+            stop(f"{where}{type(exc).__name__}: {exc}")
     synthetic = DATASET["synthetic"]["shapes_per_category"]
     if (
         DATASET["name"] == "synthetic"
-        and synthetic <= DATASET["offset"] + DATASET["shots"]
+        and synthetic <= DATASET["offset"] + DATASET["shots"] * DATASET["shot_sets"]
     ):
         stop(
             f"dataset.synthetic.shapes_per_category {synthetic} leaves no test shape after "
-            f"dataset.offset {DATASET['offset']} + dataset.shots {DATASET['shots']}; generate "
-            "more shapes or label fewer"
+            f"dataset.offset {DATASET['offset']} + dataset.shots {DATASET['shots']} x "
+            f"dataset.shot_sets {DATASET['shot_sets']}; generate more shapes or label fewer"
         )
 
 
@@ -318,6 +331,8 @@ def all_targets():
         name=["miou.csv", "pck.csv", "per_keypoint.csv", "baseline.csv", "miou.md"],
     )
     plots = [f"{RESULTS}/plots/miou.png", f"{RESULTS}/plots/pck.png"]
+    if len(VARIANTS) > 1:
+        plots += [f"{RESULTS}/tables/comparison.csv", f"{RESULTS}/plots/comparison.png"]
     pictures = expand(
         f"{RESULTS}/plots/keypoints/{{category}}.png", category=CATEGORIES
     )

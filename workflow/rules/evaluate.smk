@@ -1,17 +1,18 @@
-# Evaluation per category (mIoU, PCK, per-keypoint PCK, random-point baseline) and the
-# tables of the run.
+# Evaluation per variant and category, every shot set (mIoU, PCK, per-keypoint PCK, random-
+# point baseline, and the per-shape counts behind the intervals), then the run's tables and,
+# with several variants, their paired comparison.
 
 
 rule evaluate:
     input:
         annotations=f"{ROOT}/annotations/{{category}}.json",
-        predictions=test_part_files("predictions", "json"),
-        geodesics=test_part_files("geodesics", "npz"),
+        predictions=prediction_files(),
+        geodesics=geodesic_files(QUERY_PARTS),
         labels=labels_file,
     output:
-        metrics=f"{RESULTS}/metrics/{{category}}.json",
+        metrics=f"{RESULTS}/metrics/{{variant}}/{{category}}.json",
     log:
-        f"logs/{RUN}/evaluate/{{category}}.log",
+        f"logs/{RUN}/evaluate/{{variant}}/{{category}}.log",
     conda:
         "../../envs/evaluate.yaml"
     params:
@@ -23,9 +24,19 @@ rule evaluate:
         "../../scripts/evaluate.py"
 
 
+def metrics_files(variant):
+    """The metrics of ``variant``'s predictions, one file per category."""
+    return [variant_file("metrics", variant, f"{c}.json") for c in CATEGORIES]
+
+
+# The metrics files of each variant, in variant then category order (variants that share
+# their predictions read the same files).
+METRICS = {name: metrics_files(name) for name in VARIANTS}
+
+
 rule aggregate:
     input:
-        metrics=expand(f"{RESULTS}/metrics/{{category}}.json", category=CATEGORIES),
+        metrics=sorted({path for files in METRICS.values() for path in files}),
     output:
         miou=report(
             f"{RESULTS}/tables/miou.csv",
@@ -58,8 +69,38 @@ rule aggregate:
     conda:
         "../../envs/aggregate.yaml"
     params:
-        categories=CATEGORIES,
+        metrics=METRICS,
         config=config,
-        provenance=provenances("predictions"),
+        bootstrap={k: EVALUATION[k] for k in ("bootstrap_resamples", "bootstrap_seed")},
+        provenance={
+            name: provenance(cfg, "predictions") for name, cfg in VARIANTS.items()
+        },
     script:
         "../../scripts/aggregate.py"
+
+
+rule compare:
+    input:
+        metrics=sorted({path for files in METRICS.values() for path in files}),
+    output:
+        table=report(
+            f"{RESULTS}/tables/comparison.csv",
+            caption="../report/comparison_csv.rst",
+            category="Tables",
+        ),
+        plot=report(
+            f"{RESULTS}/plots/comparison.png",
+            caption="../report/comparison_plot.rst",
+            category="Figures",
+        ),
+    log:
+        f"logs/{RUN}/compare.log",
+    conda:
+        "../../envs/aggregate.yaml"
+    params:
+        metrics=METRICS,
+        reference=REFERENCE,
+        bootstrap={k: EVALUATION[k] for k in ("bootstrap_resamples", "bootstrap_seed")},
+        max_threshold=max(EVALUATION["thresholds"]),
+    script:
+        "../../scripts/compare.py"

@@ -1,22 +1,27 @@
-# Few-shot keypoint model per category from its labelled shapes (the shots part), then
-# candidate optimisation per category and test shard.
+# Few-shot keypoint model per variant, category and shot set from its labelled shapes (in the
+# shots part), then candidate optimisation per query part: the test shards, and with several
+# shot sets also the shots part (minus the shot set's own shapes).
 
 
 rule prototypes:
     input:
         annotations=f"{ROOT}/annotations/{{category}}.json",
-        features=f"{RESULTS}/features/{{category}}/shots.npz",
+        features=lambda w: variant_file(
+            "features", w.variant, f"{w.category}/shots.npz"
+        ),
         geodesics=f"{RESULTS}/geodesics/{{category}}/shots.npz",
     output:
-        prototypes=f"{RESULTS}/prototypes/{{category}}.npz",
+        prototypes=f"{RESULTS}/prototypes/{{variant}}/{{category}}/{{shot_set}}.npz",
     log:
-        f"logs/{RUN}/prototypes/{{category}}.log",
+        f"logs/{RUN}/prototypes/{{variant}}/{{category}}-{{shot_set}}.log",
     conda:
         "../../envs/prototypes.yaml"
     params:
         dataset_root=dataset_root_of_input,
-        prototypes=prototype_params(),
-        backbone={k: config["backbone"][k] for k in ("name", "layer")},
+        prototypes=prototype_params,
+        backbone=lambda w: {
+            k: VARIANTS[w.variant]["backbone"][k] for k in ("name", "layer")
+        },
         provenance=provenances("geodesics", "features", "prototypes"),
     script:
         "../../scripts/prototypes.py"
@@ -24,13 +29,17 @@ rule prototypes:
 
 rule optimize:
     input:
-        features=f"{RESULTS}/features/{{category}}/{{test_part}}.npz",
-        geodesics=f"{RESULTS}/geodesics/{{category}}/{{test_part}}.npz",
-        prototypes=f"{RESULTS}/prototypes/{{category}}.npz",
+        features=lambda w: variant_file(
+            "features", w.variant, f"{w.category}/{w.part}.npz"
+        ),
+        geodesics=f"{RESULTS}/geodesics/{{category}}/{{part}}.npz",
+        prototypes=lambda w: variant_file(
+            "prototypes", w.variant, f"{w.category}/{w.shot_set}.npz"
+        ),
     output:
-        predictions=f"{RESULTS}/predictions/{{category}}/{{test_part}}.json",
+        predictions=f"{RESULTS}/predictions/{{variant}}/{{category}}/{{shot_set}}/{{part}}.json",
     log:
-        f"logs/{RUN}/optimize/{{category}}-{{test_part}}.log",
+        f"logs/{RUN}/optimize/{{variant}}/{{category}}-{{shot_set}}-{{part}}.log",
     conda:
         "../../envs/optimize.yaml"
     threads: 1
@@ -38,7 +47,7 @@ rule optimize:
         mem_mb=RESOURCES["optimize_mem_mb"],
         gpu=1 if is_cuda() else 0,
     params:
-        optimiser=optimiser_params(),
+        optimiser=optimiser_params,
         device=config["device"],
         provenance=provenances("geodesics", "features", "prototypes", "predictions"),
     script:

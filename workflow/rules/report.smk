@@ -1,5 +1,8 @@
 # Figures for the report: curves per category and pictures of predicted vs true keypoints.
-# `snakemake --report results/<run>/report.html` collects them with the tables.
+# `snakemake --report results/<run>/report.html` collects them with the tables. The pictures,
+# 3D views and worst cases show the reference variant's first shot set on the test shards.
+
+REPORTED = prediction_files(REFERENCE, SHOT_SETS[:1], TEST_PARTS)
 
 
 rule plot_curves:
@@ -31,7 +34,7 @@ rule plot_curves:
 rule plot_keypoints:
     input:
         annotations=f"{ROOT}/annotations/{{category}}.json",
-        predictions=test_part_files("predictions", "json"),
+        predictions=REPORTED,
         points=test_point_clouds,
     output:
         picture=report(
@@ -54,8 +57,8 @@ rule plot_keypoints:
 rule keypoint_views:
     input:
         annotations=f"{ROOT}/annotations/{{category}}.json",
-        predictions=test_part_files("predictions", "json"),
-        geodesics=test_part_files("geodesics", "npz"),
+        predictions=REPORTED,
+        geodesics=geodesic_files(TEST_PARTS),
         points=test_point_clouds,
         labels=labels_file,
     output:
@@ -71,7 +74,7 @@ rule keypoint_views:
         "../../envs/viewer.yaml"
     params:
         max_shapes=config["report"]["view_shapes"],
-        provenance=provenances("geodesics", "predictions"),
+        provenance=provenances("geodesics", "predictions", variant=REFERENCE),
     script:
         "../../scripts/casebook.py"
 
@@ -79,8 +82,8 @@ rule keypoint_views:
 rule worst_cases:
     input:
         annotations=f"{ROOT}/annotations/{{category}}.json",
-        predictions=test_part_files("predictions", "json"),
-        geodesics=test_part_files("geodesics", "npz"),
+        predictions=REPORTED,
+        geodesics=geodesic_files(TEST_PARTS),
         points=test_point_clouds,
         labels=labels_file,
     output:
@@ -104,6 +107,6 @@ rule worst_cases:
     params:
         keypoints=config["report"]["worst_keypoints"],
         shapes=config["report"]["worst_shapes"],
-        provenance=provenances("geodesics", "predictions"),
+        provenance=provenances("geodesics", "predictions", variant=REFERENCE),
     script:
         "../../scripts/casebook.py"
