@@ -2,7 +2,7 @@
 
 A config's ``variants`` list names methods to compare in one run, each a partial config
 (``render``, ``backbone``, ``features``, ``optimiser`` keys) over the config; without it the
-run has one variant, ``default``. Every artifact kind is produced by a set of settings
+run has one variant, ``bt3d``. Every artifact kind is produced by a set of settings
 (:func:`provenance`); two variants with equal settings for a kind share its artifacts, which
 live under the name of the first such variant (:func:`stage_keys`), so e.g. two optimiser
 settings over one backbone compute the features once.
@@ -24,7 +24,7 @@ from bt3d.settings import (
     validate,
 )
 
-DEFAULT_VARIANT = "default"
+DEFAULT_VARIANT = "bt3d"
 # The artifact kinds in the order each is computed from the one before.
 KINDS = ("geodesics", "features", "prototypes", "predictions")
 
@@ -38,7 +38,7 @@ class Variant:
 
 
 def variants_of(config: Mapping[str, Any]) -> list[Variant]:
-    """The run's variants: ``config["variants"]`` merged over ``config``, or ``default``.
+    """The run's variants: ``config["variants"]`` merged over ``config``, or one named ``bt3d``.
 
     Raises:
         ConfigError: a repeated name, a merged config the schema refuses (naming the variant

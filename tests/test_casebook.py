@@ -191,13 +191,17 @@ def write_part(root: Path, pred_indices: list[int]) -> dict:
               "labelled": np.array([False])}  # fmt: skip
     save_arrays(root / "shard-0.npz", arrays, header)
     prediction = {"model_id": "m0", "indices": pred_indices, "semantic_ids": [0, 1]}
+    (root / "set-0").mkdir()
     save_json_atomic(
-        root / "shard-0.json",
-        {"header": provenance.header("predictions", part="shard-0"), "predictions": [prediction]},
+        root / "set-0" / "shard-0.json",
+        {
+            "header": provenance.header("predictions", part="shard-0", shot_set="set-0"),
+            "predictions": [prediction],
+        },
     )
     return {
         "annotations": root / "airplane.json",
-        "predictions": [root / "shard-0.json"],
+        "predictions": [root / "set-0" / "shard-0.json"],
         "geodesics": [root / "shard-0.npz"],
         "point_clouds": [root / "m0.pcd"],
         "provenance": provenance,

@@ -97,7 +97,7 @@ def test_pull_in_fresh_clone_plans_no_expensive_rule(tmp_path: Path, venv: Path)
     assert not (clone / "results").exists() and not (clone / "data").exists()
     make(clone, "pull", venv)
     pulled = clone / "results" / "dvc-test"
-    assert (pulled / "features" / "chair" / "shard-0.npz").is_file()
+    assert (pulled / "features" / "bt3d" / "chair" / "shard-0.npz").is_file()
     assert (pulled / "tables" / "miou.csv").read_bytes() == (
         src / "results" / "dvc-test" / "tables" / "miou.csv"
     ).read_bytes()

@@ -114,15 +114,16 @@ def test_reference_run_is_complete_and_up_to_date(run_copy: Path) -> None:
 def test_seed_and_config_hash_are_recorded(done: Path) -> None:
     manifest = json.loads((done / RESULTS / "manifest.json").read_text())
     assert manifest["seeds"]["optimiser"] == 0 and manifest["config"]["run"] == "test"
-    assert re.fullmatch(r"[0-9a-f]{12}", manifest["predictions_config_hash"])
-    pred = json.loads((done / RESULTS / "predictions" / "chair" / "shard-0.json").read_text())
+    (config_hash,) = manifest["predictions_config_hash"].values()
+    assert re.fullmatch(r"[0-9a-f]{12}", config_hash)
+    pred = json.loads((done / RESULTS / "predictions/bt3d/chair/set-0/shard-0.json").read_text())
     assert pred["header"]["seed"] == 0
-    assert pred["header"]["config_hash"] == manifest["predictions_config_hash"]
+    assert pred["header"]["config_hash"] == config_hash
 
 
 def test_predictions_are_bit_identical_when_recomputed(run_copy: Path, done: Path) -> None:
-    targets = [str(RESULTS / f"predictions/{c}/shard-{s}.json") for c in ("airplane", "chair")
-               for s in (0, 1)]  # fmt: skip
+    targets = [str(RESULTS / f"predictions/bt3d/{c}/set-0/shard-{s}.json")
+               for c in ("airplane", "chair") for s in (0, 1)]  # fmt: skip
     snakemake(run_copy, "--cores", "2", "--forcerun", "optimize", "--", *targets)
     for target in targets:
         assert (run_copy / target).read_bytes() == (done / target).read_bytes(), target
@@ -130,12 +131,12 @@ def test_predictions_are_bit_identical_when_recomputed(run_copy: Path, done: Pat
 
 def test_keypoints_never_in_the_shots_are_reported_not_fatal(done: Path) -> None:
     # The synthetic chairs have semantic ids that none of the 3 shots carries.
-    metrics = json.loads((done / RESULTS / "metrics" / "chair.json").read_text())
+    (metrics,) = json.loads((done / RESULTS / "metrics/bt3d/chair.json").read_text())["shot_sets"]
     assert metrics["unseen_keypoints"] > 0 and metrics["unseen_semantic_ids"]
-    log = (done / "logs" / "test" / "evaluate" / "chair.log").read_text()
+    log = (done / "logs" / "test" / "evaluate" / "bt3d" / "chair.log").read_text()
     line = (
-        f"WARNING: chair: {metrics['unseen_keypoints']} of {metrics['ground_truth_keypoints']} "
-        "ground-truth keypoints"
+        f"WARNING: chair set-0: {metrics['unseen_keypoints']} of "
+        f"{metrics['ground_truth_keypoints']} ground-truth keypoints"
     )
     assert line in log and "count as misses in PCK" in log
     note = (done / RESULTS / "tables" / "miou.md").read_text()
@@ -158,7 +159,7 @@ def test_killed_run_leaves_no_complete_looking_shard_and_resumes(
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    logs = workdir / "logs" / "test" / "features"
+    logs = workdir / "logs" / "test" / "features" / "bt3d"
     deadline = time.monotonic() + 300
     try:
         while not (logs.is_dir() and any(logs.glob("*.log"))):
@@ -173,8 +174,9 @@ def test_killed_run_leaves_no_complete_looking_shard_and_resumes(
     features = sorted((workdir / RESULTS / "features").rglob("*.npz"))
     for path in features:  # any shard file present must be complete and valid
         load_arrays(path)
-    shard_file = {  # log chair-shard-0.log: features/chair/shard-0.npz
-        s: workdir / RESULTS / "features" / f"{'/'.join(s.split('-', 1))}.npz" for s in started
+    shard_file = {  # log bt3d/chair-shard-0.log: features/bt3d/chair/shard-0.npz
+        s: workdir / RESULTS / "features" / "bt3d" / f"{'/'.join(s.split('-', 1))}.npz"
+        for s in started
     }
     running = [s for s, path in shard_file.items() if not path.exists()]
     assert running, f"the kill came after every started job finished: {started}"
@@ -185,7 +187,7 @@ def test_killed_run_leaves_no_complete_looking_shard_and_resumes(
     # too; with --cores 2 at most two jobs were in flight, so at most two such extra jobs.
     missing = {}
     for rule, pattern, total in (("geodesics", "geodesics/*/*.npz", 6),
-                                 ("features", "features/*/*.npz", 6)):  # fmt: skip
+                                 ("features", "features/*/*/*.npz", 6)):  # fmt: skip
         missing[rule] = total - len(list((workdir / RESULTS).glob(pattern)))
     plan = planned(workdir, "--rerun-incomplete")
     rerun = {rule: plan.get(rule, 0) for rule in missing}
@@ -204,7 +206,7 @@ def test_killed_run_leaves_no_complete_looking_shard_and_resumes(
 
 # -------------------------------------------------------------------------- corrupt
 
-FEATURES = RESULTS / "features" / "chair" / "shots.npz"  # read by the prototypes rule
+FEATURES = RESULTS / "features" / "bt3d" / "chair" / "shots.npz"  # read by the prototypes rule
 
 
 def truncate(path: Path) -> None:
@@ -247,7 +249,7 @@ def test_truncated_feature_file_is_detected_then_rebuilt(run_copy: Path, done: P
 )
 def test_corrupt_feature_file_is_detected_and_deleted(run_copy: Path, corrupt, message) -> None:  # noqa: ANN001
     corrupt(run_copy / FEATURES)
-    target = str(RESULTS / "prototypes" / "chair.npz")
+    target = str(RESULTS / "prototypes" / "bt3d" / "chair" / "set-0.npz")
     failed = snakemake(run_copy, "--cores", "1", target, ok=False)
     assert f"[prototypes] CacheError: {FEATURES}: {message}" in failed
     assert not (run_copy / FEATURES).exists()
@@ -258,7 +260,7 @@ def test_corrupt_feature_file_is_detected_and_deleted(run_copy: Path, corrupt, m
 
 def test_verify_command_finds_and_deletes_corrupt_artifacts(run_copy: Path) -> None:
     flip_bytes(run_copy / FEATURES)
-    stray = run_copy / RESULTS / "features" / "chair" / ".shard-0.npz.abc.tmp"
+    stray = run_copy / RESULTS / "features" / "bt3d" / "chair" / ".shard-0.npz.abc.tmp"
     stray.write_bytes(b"partial")
     verify = [sys.executable, "-m", "bt3d.cli", "verify", str(run_copy / RESULTS)]
     found = subprocess.run(verify, capture_output=True, text=True, cwd=REPO)
@@ -270,8 +272,8 @@ def test_verify_command_finds_and_deletes_corrupt_artifacts(run_copy: Path) -> N
     assert planned(run_copy).get("features") == 1
 
 
-PREDICTIONS = RESULTS / "predictions" / "chair" / "shard-1.json"
-METRICS_TARGET = str(RESULTS / "metrics" / "chair.json")
+PREDICTIONS = RESULTS / "predictions" / "bt3d" / "chair" / "set-0" / "shard-1.json"
+METRICS_TARGET = str(RESULTS / "metrics" / "bt3d" / "chair.json")
 
 
 def edit_first_index(path: Path, change, reseal: bool) -> tuple[str, int]:  # noqa: ANN001
@@ -359,7 +361,7 @@ def point_out_of_range(model: str):  # noqa: ANN201
 
 
 GEODESICS_TARGET = str(RESULTS / "geodesics" / "chair" / "shard-0.npz")
-FEATURES_TARGET = str(RESULTS / "features" / "chair" / "shard-0.npz")
+FEATURES_TARGET = str(RESULTS / "features" / "bt3d" / "chair" / "shard-0.npz")
 
 
 def pcd(model: str) -> Path:
@@ -530,7 +532,7 @@ def test_replaced_shape_reruns_exactly_its_part(run_copy: Path, done: Path, tmp_
     out = snakemake(run_copy, "--cores", "2")
     ran = re.findall(r"^(?:local)?rule (\w+):", out, flags=re.MULTILINE)
     assert "prototypes" not in ran and ran.count("features") == 1
-    log = (run_copy / "logs" / "test" / "features" / "chair-shard-1.log").read_text()
+    log = (run_copy / "logs" / "test" / "features" / "bt3d" / "chair-shard-1.log").read_text()
     assert model in log
     assert planned(run_copy) == {}
     # the tables equal those of a clean run on the changed data

@@ -56,8 +56,12 @@ def test_describe_missing_lists_the_first_paths_and_the_count() -> None:
 
 def run_folder(tmp_path: Path) -> Path:
     root = tmp_path / "results" / "run"
-    save_arrays(root / "features" / "chair" / "shard-0.npz", {"x": np.ones(3)}, {"kind": "f"})
-    save_json_atomic(root / "predictions" / "chair" / "shard-0.json", {"predictions": []})
+    save_arrays(
+        root / "features" / "bt3d" / "chair" / "shard-0.npz", {"x": np.ones(3)}, {"kind": "f"}
+    )
+    save_json_atomic(
+        root / "predictions" / "bt3d" / "chair" / "set-0" / "shard-0.json", {"predictions": []}
+    )
     KeypointPrototypes(
         semantic_ids=np.array([0]),
         features=np.ones((1, 2), np.float32),
@@ -65,7 +69,10 @@ def run_folder(tmp_path: Path) -> Path:
         pair_counts=np.ones((1, 1), np.int64),
         shot_ids=["m"],
         reduction="mean",
-    ).save(root / "prototypes" / "chair.npz", {"kind": "prototypes", "config_hash": "abc"})
+    ).save(
+        root / "prototypes" / "bt3d" / "chair" / "set-0.npz",
+        {"kind": "prototypes", "config_hash": "abc"},
+    )
     return root
 
 
@@ -75,11 +82,11 @@ def test_verify_run_accepts_a_clean_folder(tmp_path: Path) -> None:
 
 def test_verify_run_reports_and_deletes_bad_files(tmp_path: Path) -> None:
     root = run_folder(tmp_path)
-    bad_npz = root / "features" / "chair" / "shard-0.npz"
+    bad_npz = root / "features" / "bt3d" / "chair" / "shard-0.npz"
     bad_npz.write_bytes(bad_npz.read_bytes()[:100])
-    bad_json = root / "predictions" / "chair" / "shard-0.json"
+    bad_json = root / "predictions" / "bt3d" / "chair" / "set-0" / "shard-0.json"
     bad_json.write_text('{"predictions": []}')
-    stray = root / "features" / "chair" / ".shard-1.npz.x1.tmp"
+    stray = root / "features" / "bt3d" / "chair" / ".shard-1.npz.x1.tmp"
     stray.write_bytes(b"half")
     checked, bad = verify_run(root)
     assert checked == 3
@@ -89,7 +96,7 @@ def test_verify_run_reports_and_deletes_bad_files(tmp_path: Path) -> None:
     assert "interrupted write" in problems[stray]
     verify_run(root, delete=True)
     assert not bad_npz.exists() and not bad_json.exists() and not stray.exists()
-    assert not (root / "prototypes" / "chair.npz").exists()  # computed from the features
+    assert not (root / "prototypes" / "bt3d" / "chair" / "set-0.npz").exists()  # from features
 
 
 def test_verify_never_touches_files_the_workflow_does_not_write(
@@ -112,38 +119,50 @@ def test_verify_never_touches_files_the_workflow_does_not_write(
 
 
 def test_prototype_header_is_checked(tmp_path: Path) -> None:
-    path = run_folder(tmp_path) / "prototypes" / "chair.npz"
+    path = run_folder(tmp_path) / "prototypes" / "bt3d" / "chair" / "set-0.npz"
     assert KeypointPrototypes.load(path, {"config_hash": "abc"}).shot_ids == ["m"]
     with pytest.raises(CacheError, match="header field 'config_hash' is 'abc', expected 'xyz'"):
         KeypointPrototypes.load(path, {"config_hash": "xyz"})
     path.write_bytes(path.read_bytes()[:50])
-    with pytest.raises(CacheError, match="chair.npz: truncated or corrupt .npz"):
+    with pytest.raises(CacheError, match="set-0.npz: truncated or corrupt .npz"):
         KeypointPrototypes.load(path)
 
 
 def test_dependents_follow_the_results_layout(tmp_path: Path) -> None:
     root = tmp_path / "results" / "run"
     files = [
-        "geodesics/chair/shard-0.npz", "features/chair/shard-1.npz",
-        "features/airplane/shard-1.npz", "prototypes/chair.npz", "prototypes/airplane.npz",
-        "predictions/chair/shard-0.json", "predictions/airplane/shard-0.json",
-        "metrics/chair.json", "metrics/airplane.json", "tables/miou.csv", "manifest.json",
-        "plots/miou.png", "plots/keypoints/chair.png", "plots/keypoints/airplane.png",
+        "geodesics/chair/shard-0.npz", "features/a/chair/shard-1.npz",
+        "features/a/airplane/shard-1.npz", "prototypes/a/chair/set-0.npz",
+        "prototypes/b/chair/set-1.npz", "prototypes/a/airplane/set-0.npz",
+        "predictions/a/chair/set-0/shard-0.json", "predictions/b/chair/set-1/shots.json",
+        "predictions/a/airplane/set-0/shard-0.json", "metrics/a/chair.json",
+        "metrics/b/chair.json", "metrics/a/airplane.json", "tables/miou.csv",
+        "tables/comparison.csv", "manifest.json", "plots/miou.png", "plots/comparison.png",
+        "plots/keypoints/chair.png", "plots/keypoints/airplane.png",
     ]  # fmt: skip
     for rel in files:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(b"x")
+    tables = {"tables/miou.csv", "tables/comparison.csv", "manifest.json", "plots/miou.png",
+              "plots/comparison.png"}  # fmt: skip
     after_features = {str(p.relative_to(root)) for p in dependents(root / files[1])}
     assert after_features == {
-        "prototypes/chair.npz", "predictions/chair/shard-0.json", "metrics/chair.json",
-        "plots/keypoints/chair.png", "tables/miou.csv", "manifest.json", "plots/miou.png",
+        "prototypes/a/chair/set-0.npz", "prototypes/b/chair/set-1.npz",
+        "predictions/a/chair/set-0/shard-0.json", "predictions/b/chair/set-1/shots.json",
+        "metrics/a/chair.json", "metrics/b/chair.json", "plots/keypoints/chair.png", *tables,
     }  # fmt: skip
-    after_metrics = {str(p.relative_to(root)) for p in dependents(root / "metrics/airplane.json")}
-    assert after_metrics == {"tables/miou.csv", "manifest.json", "plots/miou.png"}
+    after_geodesics = {str(p.relative_to(root)) for p in dependents(root / files[0])}
+    assert after_geodesics == after_features
+    after_predictions = {str(p.relative_to(root)) for p in dependents(root / files[7])}
+    assert after_predictions == {
+        "metrics/a/chair.json", "metrics/b/chair.json", "plots/keypoints/chair.png", *tables
+    }  # fmt: skip
+    after_metrics = {str(p.relative_to(root)) for p in dependents(root / "metrics/a/airplane.json")}
+    assert after_metrics == tables
     assert dependents(tmp_path / "elsewhere.npz") == []
     remove_with_dependents(root / files[1])
-    assert not (root / files[1]).exists() and not (root / "prototypes/chair.npz").exists()
-    assert (root / "prototypes/airplane.npz").exists() and (root / files[0]).exists()
+    assert not (root / files[1]).exists() and not (root / "prototypes/a/chair/set-0.npz").exists()
+    assert (root / "prototypes/a/airplane/set-0.npz").exists() and (root / files[0]).exists()
 
 
 def test_git_blob_id_checks_files_the_hub_lists_without_sha256(tmp_path: Path) -> None:

@@ -121,7 +121,7 @@ def test_user_folder_without_sample_order_runs_skipping_absent_shapes(
     note = (run / "tables" / "miou.md").read_text()
     assert "Note: chair: shots and test shapes follow the record order of " in note
     assert "Note: chair: 2 of 8 annotated shapes lack their point cloud or mesh" in note
-    metrics = json.loads((run / "metrics" / "chair.json").read_text())
+    (metrics,) = json.loads((run / "metrics" / "bt3d" / "chair.json").read_text())["shot_sets"]
     # annotation order, absent shapes skipped: chairs 0-2 are the shots, 3-5 the test shapes
     assert sorted(metrics["test_shapes"]) == [f"user-chair-{i}" for i in (3, 4, 5)]
     miou = pd.read_csv(run / "tables" / "miou.csv")

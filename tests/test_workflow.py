@@ -57,25 +57,32 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_tables_have_the_documented_columns(run_dir: Path) -> None:
     tables = run_dir / "results" / "test" / "tables"
     miou = pd.read_csv(tables / "miou.csv")
-    assert list(miou.columns) == ["category", "threshold", "miou"]
+    intervals = ["std", "ci_low", "ci_high", "shot_sets", "shapes"]
+    assert list(miou.columns) == ["variant", "category", "threshold", "miou", *intervals]
+    assert set(miou["variant"]) == {"bt3d"} and (miou["shot_sets"] == 1).all()
+    assert miou["std"].isna().all()  # one shot set: no spread across shot sets
+    assert (miou["ci_low"] <= miou["miou"]).all() and (miou["miou"] <= miou["ci_high"]).all()
     assert sorted(miou["category"].unique()) == CATEGORIES
     assert miou["threshold"].round(2).tolist()[:11] == [round(0.01 * i, 2) for i in range(11)]
     assert miou["miou"].between(0, 1).all()
-    assert list(pd.read_csv(tables / "pck.csv").columns) == ["category", "threshold", "pck"]
+    pck = pd.read_csv(tables / "pck.csv")
+    assert list(pck.columns) == ["variant", "category", "threshold", "pck", *intervals]
     per_kp = pd.read_csv(tables / "per_keypoint.csv")
-    assert list(per_kp.columns) == ["category", "semantic_id", "label", "threshold", "pck"]
+    columns = ["variant", "category", "semantic_id", "label", "threshold", "pck"]
+    assert list(per_kp.columns) == columns
     nose = per_kp[(per_kp["category"] == "airplane") & (per_kp["semantic_id"] == 0)]
     assert set(nose["label"]) == {"nose of the airplane"}  # the synthetic keypoint_labels.json
     baseline = pd.read_csv(tables / "baseline.csv")
-    assert list(baseline.columns) == ["category", "threshold", "miou", "pck"]
+    assert list(baseline.columns) == ["variant", "category", "threshold", "miou", "pck"]
 
 
 def test_markdown_table_is_laid_out_like_the_paper(run_dir: Path) -> None:
     lines = (run_dir / "results" / "test" / "tables" / "miou.md").read_text().splitlines()
     header = next(line for line in lines if line.startswith("| category"))
     assert header.split("|")[3].strip() == "0.00" and header.split("|")[-2].strip() == "0.10"
-    rows = [line for line in lines if line.startswith("| airplane") or line.startswith("| chair")]
-    assert [r.split("|")[2].strip() for r in rows] == ["ours", "random", "ours", "random"]
+    means = lines[: lines.index("95 % bootstrap interval (shot sets, then test shapes, resampled)")]
+    rows = [line for line in means if line.startswith("| airplane") or line.startswith("| chair")]
+    assert [r.split("|")[2].strip() for r in rows] == ["bt3d", "random", "bt3d", "random"]
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +117,7 @@ def test_the_cli_builds_the_workflows_artifacts_byte_for_byte(
 
     def cli_features(part: str) -> tuple[list[Path], list[str]]:
         geo, _ = load_arrays(results / "geodesics" / category / f"{part}.npz")
-        feat, _ = load_arrays(results / "features" / category / f"{part}.npz")
+        feat, _ = load_arrays(results / "features" / "bt3d" / category / f"{part}.npz")
         files, ids = [], [str(m) for m in geo["model_ids"]]
         for i, model_id in enumerate(ids):
             out = tmp_path / f"{model_id}.npz"
@@ -128,13 +135,15 @@ def test_the_cli_builds_the_workflows_artifacts_byte_for_byte(
     args = ["prototypes", *map(str, shots), "-o", str(prototypes), *config]
     assert main([*args, "--annotations", str(dataset.annotation_path(category))]) == 0
     ours, theirs = (
-        KeypointPrototypes.load(p) for p in (prototypes, results / "prototypes" / f"{category}.npz")
+        KeypointPrototypes.load(p)
+        for p in (prototypes, results / "prototypes" / "bt3d" / category / "set-0.npz")
     )
     for name in ("semantic_ids", "features", "target_distances", "pair_counts"):
         assert getattr(ours, name).tobytes() == getattr(theirs, name).tobytes(), name
 
     tests, ids = cli_features("shard-0")
-    workflow = json.loads((results / "predictions" / category / "shard-0.json").read_text())
+    predictions = results / "predictions" / "bt3d" / category / "set-0" / "shard-0.json"
+    workflow = json.loads(predictions.read_text())
     for path, expected in zip(tests, workflow["predictions"], strict=True):
         out = tmp_path / f"{path.stem}.json"
         assert (
@@ -238,7 +247,7 @@ def test_labelled_annotated_xyz_reruns_prototypes_onwards_only(run_dir: Path) ->
     """The authors' labelled-shape features (config/paper.yaml) change the prototypes only:
     the shots artifact already holds the unsmoothed features they need."""
     features = sorted((run_dir / "results" / "test" / "features").rglob("*.npz"))
-    prototypes = run_dir / "results" / "test" / "prototypes" / "chair.npz"
+    prototypes = run_dir / "results" / "test" / "prototypes" / "bt3d" / "chair" / "set-0.npz"
     before = {p: p.stat().st_mtime_ns for p in features}
     old = np.load(prototypes)["features"]
     override = run_dir / "labelled.yaml"

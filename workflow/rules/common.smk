@@ -83,7 +83,7 @@ def at_start(function, *args):
 
 # The run's variants (bt3d.variants): name -> its whole config; artifacts of a kind live
 # under the name of the first variant with the same settings for it (KEYS), so variants
-# share them. Without `variants:` the one variant is "default", the config itself.
+# share them. Without `variants:` the one variant is "bt3d", the config itself.
 VARIANTS = {v.name: v.config for v in at_start(variants_of, config)}
 KEYS = stage_keys([v for v in at_start(variants_of, config)])
 REFERENCE = next(iter(VARIANTS))
@@ -189,6 +189,16 @@ def prediction_files(variant=None, shot_sets=SHOT_SETS, parts=QUERY_PARTS):
     return files
 
 
+def metrics_files(variant):
+    """The metrics of ``variant``'s predictions, one file per category."""
+    return [variant_file("metrics", variant, f"{c}.json") for c in CATEGORIES]
+
+
+# The metrics files of each variant, in variant then category order (variants that share
+# their predictions read the same files).
+METRICS = {name: metrics_files(name) for name in VARIANTS}
+
+
 _SELECTIONS = {}
 
 
@@ -291,6 +301,11 @@ def check_settings_at_start():
         except Bt3dError as exc:
             where = f"variant {name}: " * (len(VARIANTS) > 1)
             stop(f"{where}{type(exc).__name__}: {exc}")
+    if DATASET["name"] == "folder" and (config["variants"] or DATASET["shot_sets"] != 1):
+        stop(
+            "variants / dataset.shot_sets: not used with dataset.name: folder (your own "
+            "shapes have one labelled set); remove them, or run a KeypointNet-layout dataset"
+        )
     synthetic = DATASET["synthetic"]["shapes_per_category"]
     if (
         DATASET["name"] == "synthetic"

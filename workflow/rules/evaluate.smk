@@ -24,16 +24,6 @@ rule evaluate:
         "../../scripts/evaluate.py"
 
 
-def metrics_files(variant):
-    """The metrics of ``variant``'s predictions, one file per category."""
-    return [variant_file("metrics", variant, f"{c}.json") for c in CATEGORIES]
-
-
-# The metrics files of each variant, in variant then category order (variants that share
-# their predictions read the same files).
-METRICS = {name: metrics_files(name) for name in VARIANTS}
-
-
 rule aggregate:
     input:
         metrics=sorted({path for files in METRICS.values() for path in files}),
