@@ -262,8 +262,9 @@ def markdown_table(miou: pd.DataFrame, baseline: pd.DataFrame) -> str:
 
     def wide(values: str, frame: pd.DataFrame) -> pd.DataFrame:
         return frame.pivot_table(
-            index=["category", "method"], columns="threshold", values=values, sort=False
-        )
+            index=["category", "method"], columns="threshold", values=values, sort=False,
+            dropna=False,
+        )  # fmt: skip
 
     means = wide("miou", both)
     thresholds = list(means.columns)

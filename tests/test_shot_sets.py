@@ -219,6 +219,13 @@ def test_interval_table_and_markdown_carry_mean_std_and_interval() -> None:
     assert "mean over 3 shot sets" in text and "std across shot sets" in text
     rows = [line.split("|")[2].strip() for line in text.splitlines() if line.startswith("| chair")]
     assert rows == ["a", "b", "random", "a", "b"]
+    one = {v: [{**m[0], "shot_sets": m[0]["shot_sets"][:1]}] for v, m in metrics.items()}
+    single = interval_table(one, "miou", 100, 0)
+    assert single["std"].isna().all() and (single["shot_sets"] == 1).all()
+    text = markdown_table(single, base)  # one shot set: intervals, no spread
+    assert "shot sets" not in text.splitlines()[0] and "std" not in text and " ±" not in text
+    interval_rows = text.split("95 % bootstrap interval")[1].splitlines()
+    assert sum(line.startswith("| chair | a | ") for line in interval_rows) == 1
 
 
 def test_comparison_is_paired_and_names_the_reference() -> None:
