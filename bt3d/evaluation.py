@@ -18,9 +18,10 @@ from bt3d.cache import load_json_artifact, save_json_atomic
 from bt3d.errors import CacheError, DataError
 from bt3d.io import KeypointNetDataset
 from bt3d.metrics import (
+    PerShape,
     evaluate_category,
     iou_counts,
-    pck_counts,
+    pck_curve,
     per_keypoint_pck,
     random_baseline_indices,
 )
@@ -163,6 +164,26 @@ def evaluate_shot_set(
         "ground_truth_keypoints": unseen["total"],
         "per_keypoint_pck": {str(k): np.asarray(v).tolist() for k, v in per_keypoint.items()},
     }
+
+
+def pck_counts(
+    pred_idx: PerShape,
+    pred_ids: PerShape,
+    gt_idx: PerShape,
+    gt_ids: PerShape,
+    geodesics: Sequence[np.ndarray],
+    thresholds: Sequence[float],
+) -> np.ndarray:
+    """(S, 2, T) int64 per shape: ground-truth keypoints hit at each threshold and keypoints,
+    the counts :func:`bt3d.metrics.pck_curve` pools (each shape's PCK times its keypoints)."""
+    out = np.zeros((len(gt_idx), 2, len(thresholds)), dtype=np.int64)
+    for i, n in enumerate(len(g) for g in gt_idx):
+        if n:
+            one = (pred_idx[i : i + 1], pred_ids[i : i + 1], gt_idx[i : i + 1],
+                   gt_ids[i : i + 1], geodesics[i : i + 1])  # fmt: skip
+            out[i, 0] = np.rint(pck_curve(*one, thresholds) * n)
+            out[i, 1] = n
+    return out
 
 
 def check_prediction(path: str, prediction, geodesics: dict) -> None:

@@ -361,26 +361,6 @@ def per_keypoint_pck(
     }
 
 
-def pck_counts(
-    pred_indices: PerShape,
-    pred_ids: PerShape,
-    gt_indices: PerShape,
-    gt_ids: PerShape,
-    geodesics: Sequence[np.ndarray],
-    thresholds: Sequence[float] | np.ndarray = DEFAULT_THRESHOLDS,
-) -> np.ndarray:
-    """Per-shape counts behind :func:`pck_curve` (keypoints pooled): (S, 2, T) int64 ground-
-    truth keypoints hit at each threshold, and ground-truth keypoints (the same at every
-    threshold). Arguments as :func:`pck_curve`."""
-    t = _check_thresholds(thresholds)
-    matched = _matched_distances(pred_indices, pred_ids, gt_indices, gt_ids, geodesics, None)
-    out = np.zeros((len(matched), 2, len(t)), dtype=np.int64)
-    for i, (_, dist) in enumerate(matched):
-        out[i, 0] = (~_beyond(dist, t)).sum(axis=0)
-        out[i, 1] = len(dist)
-    return out
-
-
 def symmetric_id_groups(
     semantic_ids: Sequence[int] | np.ndarray,
     symmetries: Mapping[str, Any],

@@ -202,14 +202,15 @@ def select_category(
             raise
         raise DataError(
             f"{files}: {category}: {str(exc).removeprefix('sample order: ')} "
-            f"(dataset.shots / dataset.shot_sets / dataset.offset){skipped}"
+            f"(dataset.shots{' / dataset.shot_sets' * (shot_sets > 1)} / dataset.offset){skipped}"
         ) from exc
     if not test:
         why = (
             "dataset.max_test_shapes is 0"
             if max_test == 0
-            else f"all usable shapes are taken by offset {offset} + shots {shots} x shot_sets "
-            f"{shot_sets}; lower dataset.shots, dataset.shot_sets or dataset.offset, or add shapes"
+            else f"all usable shapes are taken by offset {offset} + shots {shots}"
+            + f" x shot_sets {shot_sets}" * (shot_sets > 1)
+            + "; lower dataset.shots, dataset.shot_sets or dataset.offset, or add shapes"
         )
         raise DataError(f"{files}: {category}: no test shape left: {why}{skipped}")
     return CategorySelection(category, labelled, test, missing, str(order_path), shots)

@@ -242,3 +242,25 @@ def test_comparison_is_paired_and_names_the_reference() -> None:
     assert (pck["difference"] == 0).all() and (pck["ci_low"] == 0).all()
     with pytest.raises(DataError, match="reference 'c' is not a variant"):
         comparison_table(metrics, "c", 10, 0)
+
+
+def test_pck_counts_pool_to_the_pck_curve() -> None:
+    from bt3d.evaluation import pck_counts
+    from bt3d.metrics import pck_curve
+
+    rng = np.random.default_rng(8)
+    geos, pred_idx, pred_ids, gt_idx, gt_ids = [], [], [], [], []
+    for n_gt in (3, 0, 5, 2):
+        pts = rng.random((30, 3))
+        geos.append(np.linalg.norm(pts[:, None] - pts[None], axis=-1))
+        gt_idx.append(rng.choice(30, n_gt, replace=False))
+        gt_ids.append(np.arange(n_gt))
+        pred_idx.append(rng.choice(30, 4, replace=False))
+        pred_ids.append(np.array([0, 1, 2, 7]))
+    t = [0.0, 0.2, 0.5, 2.0]
+    counts = pck_counts(pred_idx, pred_ids, gt_idx, gt_ids, geos, t)
+    assert counts.dtype == np.int64 and counts[1].sum() == 0  # a shape without keypoints
+    np.testing.assert_array_equal(counts[:, 1, 0], [3, 0, 5, 2])
+    np.testing.assert_allclose(
+        pooled(counts, axis=0), pck_curve(pred_idx, pred_ids, gt_idx, gt_ids, geos, t)
+    )
