@@ -469,20 +469,12 @@ def _check_same_features(
 
 def _read_all_annotations(paths: Sequence[Path]) -> dict[str, ShapeAnnotation]:
     """model id -> annotation over several KeypointNet files; a model id may occur once."""
-    from bt3d.io import read_annotations
+    from bt3d.io import annotations_by_model, read_annotations
 
-    by_id: dict[str, ShapeAnnotation] = {}
     for i, path in enumerate(paths):
         if path.resolve() in {p.resolve() for p in paths[:i]}:
             raise ConfigError(f"{path}: annotation file given twice to --annotations")
-        for ann in read_annotations(path):
-            if ann.model_id in by_id:
-                raise DataError(
-                    f"{ann.source}: model {ann.model_id} is annotated twice (also in "
-                    f"{by_id[ann.model_id].source}); keep one record per model"
-                )
-            by_id[ann.model_id] = ann
-    return by_id
+    return annotations_by_model(ann for path in paths for ann in read_annotations(path))
 
 
 def _cmd_prototypes(args: argparse.Namespace) -> int:
