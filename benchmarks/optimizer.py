@@ -28,11 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from optimizer_research import optimise_research
 
 from bt3d.fewshot import LabelledShape, build_prototypes
 from bt3d.geodesic import geodesic_matrix, normalise_geodesic
 from bt3d.io import read_annotations, read_pcd
-from bt3d.optimize import optimise_batch, optimise_keypoints
+from bt3d.optimize import optimise_keypoints
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "keypointnet-sample"
@@ -159,7 +160,7 @@ def run(
     c_ref, c_fast = [], []
     for seed in seeds:
         protos, tests, _, gt_idx = make_problems(channels, 3, n_test, seed)
-        optimise_keypoints(tests[0][0], tests[0][1], protos, mode="fast", **fast_opts)  # warm-up
+        optimise_research([tests[0][:2]], protos, **fast_opts)  # warm-up
         ref, fast = [], []
         for i, (f, d, _) in enumerate(tests):
             if i < n_ref:
@@ -184,13 +185,13 @@ def run(
                 t_ref.append(cache[key]["wall"])
                 c_ref.append(cache[key]["cpu"])
             cpu = time.process_time()
-            p, t = timed(optimise_keypoints, f, d, protos, mode="fast", seed=seed, **fast_opts)
+            (p,), t = timed(optimise_research, [(f, d)], protos, seed=seed, **fast_opts)
             c_fast.append(time.process_time() - cpu)
             fast.append(p)
             t_fast.append(t)
             steps_fast.append(p.steps_run)
         problems = [(f, d) for f, d, _ in tests]
-        batch, t = timed(optimise_batch, problems, protos, seed=seed, **fast_opts)
+        batch, t = timed(optimise_research, problems, protos, seed=seed, **fast_opts)
         t_batch += t
         n_batch += len(tests)
         same = sum(

@@ -372,7 +372,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
     from bt3d.backbone_spec import check_backbone_settings
     from bt3d.backbones import get_backbone
     from bt3d.cache import config_hash
-    from bt3d.consistency import check_points_on_mesh
+    from bt3d.consistency import check_points
     from bt3d.device import resolve_device
     from bt3d.io import load_mesh, read_pcd
     from bt3d.pipeline import (
@@ -390,7 +390,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
     mesh = load_mesh(args.mesh)
     if args.points is not None:
         points = read_pcd(args.points)[0].astype(np.float64)
-        check_points_on_mesh(mesh, points, args.points, geodesic.surface_tolerance)
+        check_points(mesh, points, args.points, geodesic.surface_tolerance)
     else:
         points = sample_surface(mesh, args.n_points, args.seed)
     device = resolve_device(config["device"])
@@ -469,25 +469,17 @@ def _check_same_features(
 
 def _read_all_annotations(paths: Sequence[Path]) -> dict[str, ShapeAnnotation]:
     """model id -> annotation over several KeypointNet files; a model id may occur once."""
-    from bt3d.io import read_annotations
+    from bt3d.io import annotations_by_model, read_annotations
 
-    by_id: dict[str, ShapeAnnotation] = {}
     for i, path in enumerate(paths):
         if path.resolve() in {p.resolve() for p in paths[:i]}:
             raise ConfigError(f"{path}: annotation file given twice to --annotations")
-        for ann in read_annotations(path):
-            if ann.model_id in by_id:
-                raise DataError(
-                    f"{ann.source}: model {ann.model_id} is annotated twice (also in "
-                    f"{by_id[ann.model_id].source}); keep one record per model"
-                )
-            by_id[ann.model_id] = ann
-    return by_id
+    return annotations_by_model(ann for path in paths for ann in read_annotations(path))
 
 
 def _cmd_prototypes(args: argparse.Namespace) -> int:
     from bt3d.cache import config_hash
-    from bt3d.consistency import check_annotation_points
+    from bt3d.consistency import check_points
     from bt3d.fewshot import LabelledShape, build_prototypes
     from bt3d.io import CATEGORY_IDS, category_of, validate_annotation
     from bt3d.pipeline import load_shape_features
@@ -538,7 +530,7 @@ def _cmd_prototypes(args: argparse.Namespace) -> int:
                 f"{exc} of {path}; the annotations' point indices must refer to the "
                 "POINTS.pcd given to `bt3d features`"
             ) from None
-        check_annotation_points(ann, shape.points, path)  # the points, not only their count
+        check_points(ann, shape.points, path)  # the points, not only their count
         if classes and ann.class_id not in classes:
             other, other_path = next(iter(classes.items()))
             raise ConfigError(

@@ -27,8 +27,8 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,13 @@ from bt3d.meshes import (
     mesh_suffixes,
     snap_landmarks,
 )
-from bt3d.settings import FeatureSettings, GeodesicSettings, default_config
+from bt3d.settings import (
+    FeatureSettings,
+    GeodesicSettings,
+    config_value,
+    config_with,
+    default_config,
+)
 from bt3d.structures import Mesh
 
 MANIFEST = "detect.json"
@@ -56,9 +62,20 @@ CACHE_DIR = ".cache"
 NO_CLASS_ID = "00000000"  # KeypointNet records need an 8-digit class id; shapes of no class
 
 
+def _key(key: str, default: Any) -> Any:
+    """A :class:`DetectSettings` field and the dotted config key it corresponds to."""
+    return field(default=default, metadata={"config": key})
+
+
+def _config_keys(settings: Any) -> dict[str, str]:
+    """Field name -> config key of the :class:`DetectSettings` fields that have one."""
+    return {f.name: f.metadata["config"] for f in fields(settings) if "config" in f.metadata}
+
+
 @dataclass(frozen=True)
 class DetectSettings:
-    """Every setting of a detect run (the ``bt3d detect`` options' defaults live here).
+    """Every setting of a detect run (the ``bt3d detect`` options' defaults live here; every
+    field but ``class_id`` stands for a config key, which ``dataset.name: folder`` reads).
 
     Feature settings (``backbone`` .. ``knn``) and the sampling (``n_points``, ``seed``) key
     the feature cache; ``mode``, ``steps``, ``reduction`` configure prototypes and the
@@ -66,52 +83,44 @@ class DetectSettings:
     a fraction of the bounding-box diagonal.
     """
 
-    backbone: str = "dinov2_vits14_offline"
-    layer: str | None = None
-    checkpoint: str | None = None
-    n_azimuth: int = 12
-    n_polar: int = 5
-    image_size: int = 224
-    sampling: str = "nearest"
-    sigma: float = 0.01
-    render_backend: str = "embree"
-    knn: int = 20
-    n_points: int = 2048
-    seed: int = 0
-    batch_size: int = 8
-    device: str = "auto"
-    mode: str = "fast"
-    steps: int | None = None
-    reduction: str = "mean"
-    tolerance: float = 0.02
+    backbone: str = _key("backbone.name", "dinov2_vits14_offline")
+    layer: str | None = _key("backbone.layer", None)
+    checkpoint: str | None = _key("backbone.checkpoint", None)
+    n_azimuth: int = _key("render.n_azimuth", 12)
+    n_polar: int = _key("render.n_polar", 5)
+    image_size: int = _key("render.image_size", 224)
+    sampling: str = _key("features.sampling", "nearest")
+    sigma: float = _key("features.sigma", 0.01)
+    render_backend: str = _key("render.backend", "embree")
+    knn: int = _key("features.knn", 20)
+    n_points: int = _key("dataset.folder.n_points", 2048)
+    seed: int = _key("dataset.folder.seed", 0)
+    batch_size: int = _key("backbone.batch_size", 8)
+    device: str = _key("device", "auto")
+    mode: str = _key("optimiser.mode", "fast")
+    steps: int | None = _key("optimiser.steps", None)
+    reduction: str = _key("optimiser.prototype_reduction", "mean")
+    tolerance: float = _key("dataset.folder.tolerance", 0.02)
     class_id: str = NO_CLASS_ID
 
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> DetectSettings:
+        """From the workflow's config: every field but ``class_id`` from its config key."""
+        return cls(**{name: config_value(config, key) for name, key in _config_keys(cls).items()})
+
+    def as_config(self) -> dict[str, Any]:
+        """The config's defaults with this run's settings at their keys; shapes are always
+        rendered and measured at a unit diagonal (``dataset.normalise``)."""
+        values = {key: getattr(self, name) for name, key in _config_keys(self).items()}
+        return config_with(default_config(), {**values, "dataset.normalise": True})
+
     def feature_settings(self) -> FeatureSettings:
-        """The features' settings: the config's defaults with this run's options (shapes are
-        always rendered and measured at a unit diagonal: ``normalise``)."""
-        base = FeatureSettings.from_config(default_config())
-        render = replace(
-            base.render,
-            n_azimuth=self.n_azimuth,
-            n_polar=self.n_polar,
-            image_size=self.image_size,
-            backend=self.render_backend,
-        )
-        backbone = replace(
-            base.backbone,
-            name=self.backbone,
-            checkpoint=self.checkpoint,
-            layer=self.layer,
-            batch_size=self.batch_size,
-        )
-        return replace(
-            base, render=render, backbone=backbone, sampling=self.sampling, sigma=self.sigma,
-            normalise=True,
-        )  # fmt: skip
+        """The features' settings: the config's defaults with this run's options."""
+        return FeatureSettings.from_config(self.as_config())
 
     def geodesic_settings(self) -> GeodesicSettings:
         """The geodesics' settings: the config's defaults with this run's ``knn``."""
-        return replace(GeodesicSettings.from_config(default_config()), knn=self.knn, normalise=True)
+        return GeodesicSettings.from_config(self.as_config())
 
     def feature_key(self) -> dict[str, Any]:
         """The settings that determine a mesh's features (hashed into cache file names)."""

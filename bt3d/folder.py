@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,32 +48,13 @@ PROTOTYPES = "folder/prototypes.npz"
 
 
 def settings_from_config(config: Mapping[str, Any]) -> DetectSettings:
-    """:class:`DetectSettings` from the workflow's config (the keys ``bt3d detect`` has)."""
+    """:class:`DetectSettings` from the workflow's config (the keys ``bt3d detect`` has), with
+    the class id of ``dataset.folder.category`` when one is given."""
     from bt3d.io import class_id_of
 
-    folder, render, backbone = config["dataset"]["folder"], config["render"], config["backbone"]
-    category = folder["category"]
-    return DetectSettings(
-        backbone=backbone["name"],
-        layer=backbone["layer"],
-        checkpoint=backbone["checkpoint"],
-        n_azimuth=render["n_azimuth"],
-        n_polar=render["n_polar"],
-        image_size=render["image_size"],
-        sampling=config["features"]["sampling"],
-        sigma=config["features"]["sigma"],
-        render_backend=render["backend"],
-        knn=config["features"]["knn"],
-        n_points=folder["n_points"],
-        seed=folder["seed"],
-        batch_size=backbone["batch_size"],
-        device=config["device"],
-        mode=config["optimiser"]["mode"],
-        steps=config["optimiser"]["steps"],
-        reduction=config["optimiser"]["prototype_reduction"],
-        tolerance=folder["tolerance"],
-        **({"class_id": class_id_of(category)} if category else {}),
-    )
+    settings = DetectSettings.from_config(config)
+    category = config["dataset"]["folder"]["category"]
+    return replace(settings, class_id=class_id_of(category)) if category else settings
 
 
 @dataclass(frozen=True)

@@ -140,8 +140,16 @@ def iou_counts(
 
     ``npos`` is the shape's number of ground-truth keypoints (the same at every threshold);
     a prediction is a false positive at ``t`` when no ground-truth point is within ``t``,
-    a ground-truth point a false negative when no prediction is. Arguments as
-    :func:`iou_curve`.
+    a ground-truth point a false negative when no prediction is.
+
+    Args:
+        pred_indices: per shape, (K_i,) predicted point indices.
+        gt_indices: per shape, (M_i,) ground-truth point indices.
+        geodesics: per shape, (N_i, N_i) raw geodesic distances.
+        thresholds: (T,) distances t; a match needs ``D <= t``.
+
+    Raises:
+        DataError: lists of different lengths, or an index outside a shape's point cloud.
     """
     _check_lengths(pred_indices=pred_indices, gt_indices=gt_indices, geodesics=geodesics)
     t = _check_thresholds(thresholds)
@@ -162,27 +170,18 @@ def iou_from_counts(counts: np.ndarray) -> np.ndarray:
     return (npos - fn) / np.maximum(npos + fp, np.finfo(np.float64).eps)
 
 
-def iou_curve(
-    pred_indices: PerShape,
-    gt_indices: PerShape,
-    geodesics: Sequence[np.ndarray],
-    thresholds: Sequence[float] | np.ndarray = DEFAULT_THRESHOLDS,
-) -> np.ndarray:
-    """Keypoint IoU of a category at each geodesic threshold (KeypointNet/UKPGAN protocol).
+def iou_curve(*args: Any, **kwargs: Any) -> np.ndarray:
+    """Keypoint IoU of a category at each geodesic threshold (KeypointNet/UKPGAN protocol):
+    :func:`iou_counts` pooled over all shapes (:func:`iou_from_counts`).
 
     Args:
-        pred_indices: per shape, (K_i,) predicted point indices.
-        gt_indices: per shape, (M_i,) ground-truth point indices.
-        geodesics: per shape, (N_i, N_i) raw geodesic distances.
-        thresholds: (T,) distances t; a match needs ``D <= t``.
+        args, kwargs: :func:`iou_counts`'s ``pred_indices``, ``gt_indices``, ``geodesics``
+            and ``thresholds``.
 
     Returns:
         (T,) float64 ``(npos - FN) / max(npos + FP, eps)``, pooled over all shapes.
-
-    Raises:
-        DataError: lists of different lengths, or an index outside a shape's point cloud.
     """
-    return iou_from_counts(iou_counts(pred_indices, gt_indices, geodesics, thresholds))
+    return iou_from_counts(iou_counts(*args, **kwargs))
 
 
 def paired_bootstrap_iou(
@@ -341,23 +340,34 @@ def per_keypoint_pck(
     pred_ids: PerShape,
     gt_indices: PerShape,
     gt_ids: PerShape,
-    geodesics: Sequence[np.ndarray],
-    thresholds: Sequence[float] | np.ndarray = DEFAULT_THRESHOLDS,
-    symmetric_groups: Sequence[IdGroups | None] | None = None,
-    strict: bool = False,
+    *args: Any,
+    **kwargs: Any,
 ) -> dict[int, np.ndarray]:
-    """PCK of each semantic id, pooled over the shapes where it is annotated.
+    """PCK of each semantic id: :func:`pck_curve` of the ground-truth keypoints of that id
+    alone, pooled over the shapes where it is annotated.
 
-    Arguments as :func:`pck_curve`. Returns ``{semantic_id: (T,) PCK}``, ids in increasing order.
+    Args:
+        pred_indices, pred_ids, gt_indices, gt_ids: as :func:`pck_curve`.
+        args, kwargs: the rest of :func:`pck_curve`'s arguments (``geodesics``, ``thresholds``,
+            ``symmetric_groups``, ``strict``); ``average`` is ``"keypoints"``.
+
+    Returns:
+        ``{semantic_id: (T,) PCK}``, ids in increasing order.
     """
-    t = _check_thresholds(thresholds)
-    matched = _matched_distances(
-        pred_indices, pred_ids, gt_indices, gt_ids, geodesics, symmetric_groups
-    )
-    ids = sorted({int(x) for g_ids, _ in matched for x in g_ids})
+    _check_lengths(gt_indices=gt_indices, gt_ids=gt_ids)
+    gt = [np.asarray(g) for g in gt_indices]
+    ids = [_check_ids(i, "gt_ids", g_ids, len(gt[i])) for i, g_ids in enumerate(gt_ids)]
     return {
-        sid: _pck([(g[g == sid], dist[g == sid]) for g, dist in matched], t, "keypoints", strict)
-        for sid in ids
+        sid: pck_curve(
+            pred_indices,
+            pred_ids,
+            [g[i == sid] for g, i in zip(gt, ids, strict=True)],
+            [i[i == sid] for i in ids],
+            *args,
+            average="keypoints",
+            **kwargs,
+        )
+        for sid in sorted({int(x) for i in ids for x in i})
     }
 
 

@@ -26,7 +26,8 @@ Two solvers:
   measures speed and accuracy against the reference.
 
 Why these defaults (candidates, start, early stopping, no restarts or refinement): the
-measurements are in docs/findings/optimizer.md.
+measurements are in docs/findings/optimizer.md; the options measured and kept off (several
+candidate-set sizes, refinement on all points) are in ``benchmarks/optimizer_research.py``.
 
 Everything runs on the device passed in (CPU or CUDA); on CPU the same inputs and seed give
 bit-identical predictions.
@@ -35,7 +36,9 @@ bit-identical predictions.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,6 +69,51 @@ class Prediction:
     confidences: np.ndarray
     steps_run: int
     final_loss: float
+
+
+Solutions = list[tuple[float, torch.Tensor, torch.Tensor, int]]
+"""Per shape of a group: ``(loss, points (K,), confidences (K,), steps run)``."""
+
+GroupSolver = Callable[
+    [list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor, torch.Tensor], Solutions
+]
+"""``solve(shapes [(features (N, C), geodesic (N, N))], f_kp (K, C), d_kp (K, K))`` for
+shapes of equal N."""
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """Settings of :func:`optimise_batch` besides mode and device (the module docstring
+    explains the fast-mode ones); ``steps`` None is the mode's budget."""
+
+    steps: int | None = None
+    lr: float = 0.1
+    alpha: float = 4.0
+    beta: float = 0.0
+    seed: int = 0
+    candidates: int | None = 64
+    init: str = "similarity"
+    temperature: float = 0.05
+    tol: float = 1e-3
+    check_every: int = 10
+    project: bool = True
+
+    def for_mode(self, mode: str) -> SolverOptions:
+        """Checked, with the mode's step budget; ``"reference"`` solves on all points from
+        noise, without early stop or projection (its fast-mode settings are ignored)."""
+        if mode not in MODES:
+            raise ConfigError(f"optimiser mode {mode!r} unknown; expected one of {MODES}")
+        if mode == "reference":
+            steps = REFERENCE_STEPS if self.steps is None else self.steps
+            return replace(self, steps=steps, candidates=None, init="noise", tol=0.0, project=False)
+        m = self.candidates
+        if self.init not in INITS:
+            raise ConfigError(f"optimiser init {self.init!r} unknown; expected one of {INITS}")
+        if m is not None and (not isinstance(m, int | np.integer) or m < 1):
+            raise ConfigError(f"optimiser candidates must be >= 1 or None, got {m!r}")
+        if self.temperature <= 0:
+            raise ConfigError(f"optimiser temperature must be > 0, got {self.temperature}")
+        return replace(self, steps=FAST_MAX_STEPS if self.steps is None else self.steps)
 
 
 def reference_loss(
@@ -232,15 +280,12 @@ def _project(f_u: torch.Tensor, f_kp: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return r.T, kp_q, residual
 
 
-def _build_batch(
-    problems: list[tuple[torch.Tensor, torch.Tensor]],
-    f_kp: torch.Tensor,
-    candidates: int | None,
-    init: str,
-    temperature: float,
-    seed: int,
-    project: bool,
+def build_batch(
+    problems: list[tuple[torch.Tensor, torch.Tensor]], f_kp: torch.Tensor, options: SolverOptions
 ) -> _Batch:
+    """The candidate-restricted problems of shapes of equal N, padded into one batch."""
+    candidates, init, temperature = options.candidates, options.init, options.temperature
+    seed, project = options.seed, options.project
     k = f_kp.shape[0]
     parts = []
     for f, d in problems:
@@ -293,37 +338,6 @@ def _pack(parts: list[tuple], k: int, dev: torch.device) -> _Batch:
     )
 
 
-def _refine_batch(
-    starts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-    problems: list[tuple[torch.Tensor, torch.Tensor]],
-    f_kp: torch.Tensor,
-    floor: float,
-    project: bool,
-) -> _Batch:
-    """All-points problems starting from candidate solutions.
-
-    ``starts[i]`` is ``(points (U,), allowed (U, K), logits (U, K+1))`` of problem i, without
-    padding rows. Each candidate row keeps its keypoint probabilities exactly (logits
-    re-expressed relative to its no-keypoint logit, which becomes 0); every other (point,
-    keypoint) logit starts at ``floor`` below the no-keypoint one, i.e. with a small but
-    non-zero mass.
-    """
-    k = f_kp.shape[0]
-    parts = []
-    for (rows, allowed_u, x), (f, d) in zip(starts, problems, strict=True):
-        n = f.shape[0]
-        rel = x[:, :k] - x[:, k:]
-        init = torch.zeros(n, k + 1, device=f.device)
-        init[:, :k] = floor
-        init[rows, :k] = torch.where(allowed_u, rel, torch.full_like(rel, floor))
-        feats, kp_feats, residual = _project(f, f_kp) if project else (f, f_kp, None)
-        allowed = torch.ones(n, k, dtype=torch.bool, device=f.device)
-        parts.append(
-            (torch.arange(n, device=f.device), allowed, feats, kp_feats, residual, d, n, init)
-        )
-    return _pack(parts, k, f_kp.device)
-
-
 def _batch_assignment(x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     """(B, U, K) keypoint part of the row softmax, with disallowed logits at -inf."""
     k = allowed.shape[-1]
@@ -353,21 +367,17 @@ def _batch_loss(
     return loss
 
 
-def _solve(
-    b: _Batch,
-    d_kp: torch.Tensor,
-    steps: int,
-    lr: float,
-    alpha: float,
-    beta: float,
-    tol: float,
-    check_every: int,
-) -> tuple[torch.Tensor, torch.Tensor, list[int], torch.Tensor, torch.Tensor]:
+def solve_batch(
+    b: _Batch, d_kp: torch.Tensor, options: SolverOptions
+) -> tuple[Solutions, torch.Tensor]:
     """Adam on the batched loss; each problem is frozen (snapshotted) once it converges.
 
-    Returns (rows (B, K), confidences (B, K), steps per problem, final losses (B,), final
-    logits (B, U, K+1)).
+    Returns:
+        The solution of each problem (its points as indices into its shape) and the final
+        logits (B, U, K+1).
     """
+    steps, lr, alpha, beta = options.steps, options.lr, options.alpha, options.beta
+    tol, check_every = options.tol, options.check_every
     kp_mask = (d_kp > 0).to(d_kp.dtype)
     x = b.init.clone().requires_grad_(True)
     opt = torch.optim.Adam([x], lr=lr)
@@ -388,6 +398,10 @@ def _solve(
         steps_run[i] = step
         done[i] = True
 
+    def result() -> tuple[Solutions, torch.Tensor]:
+        points = torch.gather(b.points, 1, rows)
+        return [(float(final[j]), points[j], conf[j], steps_run[j]) for j in range(n_batch)], logits
+
     for step in range(int(steps) + 1):
         opt.zero_grad(set_to_none=True)
         s = _batch_assignment(x, b.allowed)
@@ -406,83 +420,24 @@ def _solve(
                             snapshot(i, s.detach(), cur, step)
                 last_loss, last_rows = cur, cur_rows
             if all(done):
-                return rows, conf, steps_run, final, logits
+                return result()
         losses.sum().backward()
         opt.step()
     with torch.no_grad():
         for i in range(n_batch):
             if not done[i]:
                 snapshot(i, s.detach(), losses.detach(), int(steps))
-    return rows, conf, steps_run, final, logits
+    return result()
 
 
-def _candidate_sizes(candidates) -> list[int | None]:
-    """``candidates`` as a list of sizes (``None`` = all points); checked."""
-    if candidates is None or isinstance(candidates, int | np.integer):
-        sizes = [candidates]
-    else:
-        sizes = list(candidates)
-    if not sizes:
-        raise ConfigError("optimiser candidates: give at least one candidate-set size")
-    for m in sizes:
-        if m is not None and (not isinstance(m, int | np.integer) or m < 1):
-            raise ConfigError(f"optimiser candidates must be >= 1 or None, got {m!r}")
-    return [None if m is None else int(m) for m in sizes]
-
-
-def optimise_batch(
+def optimise_groups(
     problems: list[tuple],
     prototypes: KeypointPrototypes,
-    mode: str = "fast",
-    steps: int | None = None,
-    lr: float = 0.1,
-    alpha: float = 4.0,
-    beta: float = 0.0,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    candidates: int | None | tuple[int | None, ...] = 64,
-    init: str = "similarity",
-    temperature: float = 0.05,
-    tol: float = 1e-3,
-    check_every: int = 10,
-    project: bool = True,
-    refine_steps: int = 0,
-    refine_floor: float = -10.0,
+    device: str | torch.device,
+    solve: GroupSolver,
 ) -> list[Prediction]:
-    """Optimise keypoints on many test shapes; shapes with equal N share one batched problem.
-
-    Args:
-        problems: per test shape ``(features (N, C), geodesic_normalised (N, N))``.
-        prototypes: the category's keypoint model (K keypoints, C channels).
-        mode: ``"fast"`` (candidate-restricted, similarity start, early stop) or
-            ``"reference"`` (all N points, noise start, ``steps`` = 5000 Adam steps, no early
-            stop; each shape starts from the same noise as :func:`optimise_reference`).
-        steps: step budget; default 5000 (reference) or 300 (fast, an upper bound per stage).
-        candidates: fast mode: candidates per keypoint, or several sizes: the problem is then
-            solved once per size and each shape keeps the solution with the lowest loss (the
-            loss of a restricted solution is the true objective on all N points, with the
-            excluded logits at -inf).
-        init, temperature, tol, check_every, project: fast-mode settings (see the module
-            docstring); ignored in reference mode.
-        refine_steps, refine_floor: optional fast-mode second stage on all points (Adam, at
-            most ``refine_steps`` steps, same early stop) from the kept candidate solution;
-            a shape takes the refined solution only if its loss is lower; 0 = off.
-
-    Returns:
-        One Prediction per input, in input order.
-    """
-    if mode not in MODES:
-        raise ConfigError(f"optimiser mode {mode!r} unknown; expected one of {MODES}")
-    if init not in INITS:
-        raise ConfigError(f"optimiser init {init!r} unknown; expected one of {INITS}")
-    if mode == "reference":
-        sizes, init, tol, project, refine_steps = [None], "noise", 0.0, False, 0
-        steps = REFERENCE_STEPS if steps is None else steps
-    else:
-        steps = FAST_MAX_STEPS if steps is None else steps
-        sizes = _candidate_sizes(candidates)
-        if temperature <= 0:
-            raise ConfigError(f"optimiser temperature must be > 0, got {temperature}")
+    """Check every problem, solve the shapes of each point count N together with ``solve``,
+    and return one Prediction per problem, in input order."""
     device = torch.device(device)
     f_kp = _as_tensor(prototypes.features, device)
     d_kp = _as_tensor(prototypes.target_distances, device)
@@ -494,45 +449,47 @@ def optimise_batch(
         groups.setdefault(int(f.shape[0]), []).append(i)
     out: list[Prediction | None] = [None] * len(problems)
     for members in groups.values():
-        shapes = [tensors[i] for i in members]
-        # per shape: (loss, points (K,), confidences (K,), start for refinement)
-        best: list[tuple | None] = [None] * len(members)
-        total = [0] * len(members)
-        for m in sizes:
-            with torch.no_grad():
-                batch = _build_batch(shapes, f_kp, m, init, temperature, seed, project)
-            rows, conf, steps_run, final, logits = _solve(
-                batch, d_kp, steps, lr, alpha, beta, tol, check_every
-            )
-            points = torch.gather(batch.points, 1, rows)
-            for j in range(len(members)):
-                total[j] += steps_run[j]
-                loss = float(final[j])
-                if best[j] is None or loss < best[j][0]:
-                    valid = batch.allowed[j].any(dim=1)  # real (non-padding) rows
-                    start = (batch.points[j][valid], batch.allowed[j][valid], logits[j][valid])
-                    best[j] = (loss, points[j], conf[j], start)
-        if refine_steps > 0:
-            with torch.no_grad():
-                batch = _refine_batch([b[3] for b in best], shapes, f_kp, refine_floor, project)
-            rows, conf, steps_run, final, _ = _solve(
-                batch, d_kp, refine_steps, lr, alpha, beta, tol, check_every
-            )
-            points = torch.gather(batch.points, 1, rows)
-            for j in range(len(members)):
-                total[j] += steps_run[j]
-                if float(final[j]) < best[j][0]:
-                    best[j] = (float(final[j]), points[j], conf[j], None)
-        for j, i in enumerate(members):
-            loss, points, conf, _ = best[j]
+        solutions = solve([tensors[i] for i in members], f_kp, d_kp)
+        for i, (loss, points, conf, steps_run) in zip(members, solutions, strict=True):
             out[i] = Prediction(
                 semantic_ids=np.asarray(prototypes.semantic_ids, dtype=np.int64).copy(),
                 indices=points.cpu().numpy().astype(np.int64),
                 confidences=conf.cpu().numpy().astype(np.float32),
-                steps_run=total[j],
+                steps_run=steps_run,
                 final_loss=loss,
             )
     return out
+
+
+def optimise_batch(
+    problems: list[tuple],
+    prototypes: KeypointPrototypes,
+    mode: str = "fast",
+    device: str | torch.device = "cpu",
+    **options: Any,
+) -> list[Prediction]:
+    """Optimise keypoints on many test shapes; shapes with equal N share one batched problem.
+
+    Args:
+        problems: per test shape ``(features (N, C), geodesic_normalised (N, N))``.
+        prototypes: the category's keypoint model (K keypoints, C channels).
+        mode: ``"fast"`` (candidate-restricted, similarity start, early stop) or
+            ``"reference"`` (all N points, noise start, ``steps`` = 5000 Adam steps, no early
+            stop; each shape starts from the same noise as :func:`optimise_reference`).
+        options: :class:`SolverOptions` (``steps``: default 5000 (reference) or 300 (fast,
+            an upper bound); ``candidates`` per keypoint, None: all points).
+
+    Returns:
+        One Prediction per input, in input order.
+    """
+    settings = SolverOptions(**options).for_mode(mode)
+
+    def solve(shapes: list, f_kp: torch.Tensor, d_kp: torch.Tensor) -> Solutions:
+        with torch.no_grad():
+            batch = build_batch(shapes, f_kp, settings)
+        return solve_batch(batch, d_kp, settings)[0]
+
+    return optimise_groups(problems, prototypes, device, solve)
 
 
 def optimise_keypoints(

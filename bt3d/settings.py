@@ -10,13 +10,14 @@ artifacts.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from bt3d.errors import ConfigError
 
@@ -100,26 +101,80 @@ def load_config(
     return config
 
 
+def config_value(config: Mapping[str, Any], key: str) -> Any:
+    """The value of the dotted config key ``key`` (``"render.n_azimuth"``); KeyError if absent."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, Mapping):
+            raise KeyError(key)
+        node = node[part]
+    return node
+
+
+def config_with(config: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` with the value of each dotted key of ``values`` set."""
+    override: dict[str, Any] = {}
+    for key, value in values.items():
+        *sections, name = key.split(".")
+        node = override
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[name] = value
+    return merge(config, override)
+
+
+def from_key(key: str) -> Any:
+    """A settings field read from the dotted config key ``key`` instead of ``<section>.<name>``."""
+    return field(metadata={"config": key})
+
+
 class _Settings:
-    """Shared constructors of the settings dataclasses."""
+    """Shared constructors of the settings dataclasses: a field is read from the config key
+    ``<section>.<field name>`` (``section`` is a class attribute) or the key its
+    :func:`from_key` names; a field whose type is itself settings is built from a mapping."""
+
+    section = ""
+
+    @classmethod
+    def config_keys(cls) -> dict[str, str]:
+        """Field name -> the dotted config key it is read from."""
+        return {f.name: f.metadata.get("config", f"{cls.section}.{f.name}") for f in fields(cls)}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]):
+        """From a whole config (every key required, no fallback)."""
+        values = {}
+        for name, key in cls.config_keys().items():
+            with contextlib.suppress(KeyError):
+                values[name] = config_value(config, key)
+        return cls.from_dict(values)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]):
-        """From the config section of these settings (every key required, no fallback)."""
+        """From :meth:`to_dict`'s layout, e.g. a config section (every key required)."""
         names = [f.name for f in fields(cls)]
         lacking = [n for n in names if n not in values]
         if lacking:
             raise ConfigError(f"{cls.__name__}: settings lack {lacking}")
-        return cls(**{n: values[n] for n in names})
+        types = get_type_hints(cls)
+        return cls(**{n: _settings_value(types[n], values[n]) for n in names})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _settings_value(kind: Any, value: Any) -> Any:
+    """``value`` as a field of type ``kind``: settings from their mapping, others unchanged."""
+    if isinstance(kind, type) and issubclass(kind, _Settings):
+        return kind.from_dict(value)
+    return value
 
 
 @dataclass(frozen=True)
 class RenderSettings(_Settings):
     """The view sphere and the renderer (config ``render``)."""
 
+    section = "render"
     n_azimuth: int
     n_polar: int
     image_size: int
@@ -133,6 +188,7 @@ class RenderSettings(_Settings):
 class BackboneSettings(_Settings):
     """The 2D backbone and how it runs (config ``backbone``)."""
 
+    section = "backbone"
     name: str
     checkpoint: str | None
     layer: str | None
@@ -142,85 +198,45 @@ class BackboneSettings(_Settings):
 
 
 @dataclass(frozen=True)
-class FeatureSettings:
-    """Everything that changes a shape's back-projected features."""
+class FeatureSettings(_Settings):
+    """Everything that changes a shape's back-projected features (:meth:`to_dict` nests the
+    render and backbone settings; the workflow's ``features`` params)."""
 
-    render: RenderSettings
-    backbone: BackboneSettings
+    section = "features"
+    render: RenderSettings = from_key("render")
+    backbone: BackboneSettings = from_key("backbone")
     sampling: str
     sigma: float
-    normalise: bool
+    normalise: bool = from_key("dataset.normalise")
     visibility_layers: int
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> FeatureSettings:
-        return cls.from_dict(
-            {
-                "render": config["render"],
-                "backbone": config["backbone"],
-                "sampling": config["features"]["sampling"],
-                "sigma": config["features"]["sigma"],
-                "normalise": config["dataset"]["normalise"],
-                "visibility_layers": config["features"]["visibility_layers"],
-            }
-        )
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> FeatureSettings:
-        """From :meth:`to_dict`'s layout (the workflow's ``features`` params)."""
-        return cls(
-            render=RenderSettings.from_dict(values["render"]),
-            backbone=BackboneSettings.from_dict(values["backbone"]),
-            sampling=values["sampling"],
-            sigma=values["sigma"],
-            normalise=values["normalise"],
-            visibility_layers=values["visibility_layers"],
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
 class GeodesicSettings(_Settings):
     """The point cloud's kNN graph, its frame and the files' consistency check."""
 
+    section = "features"
     knn: int
     unreachable: str
-    normalise: bool
-    surface_tolerance: float
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> GeodesicSettings:
-        return cls(
-            knn=config["features"]["knn"],
-            unreachable=config["features"]["unreachable"],
-            normalise=config["dataset"]["normalise"],
-            surface_tolerance=config["dataset"]["surface_tolerance"],
-        )
+    normalise: bool = from_key("dataset.normalise")
+    surface_tolerance: float = from_key("dataset.surface_tolerance")
 
 
 @dataclass(frozen=True)
 class PrototypeSettings(_Settings):
     """How the few-shot model is built from the labelled shapes."""
 
-    reduction: str  # optimiser.prototype_reduction: mean | sum (the reference)
+    section = "features"
+    reduction: str = from_key("optimiser.prototype_reduction")  # mean | sum (the reference)
     labelled: str  # features.labelled: points | annotated_xyz (the reference)
     sigma: float  # features.sigma, the smoothing among keypoints of annotated_xyz
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> PrototypeSettings:
-        return cls(
-            reduction=config["optimiser"]["prototype_reduction"],
-            labelled=config["features"]["labelled"],
-            sigma=config["features"]["sigma"],
-        )
 
 
 @dataclass(frozen=True)
 class OptimiserSettings(_Settings):
     """The few-shot model and the keypoint optimiser (config ``optimiser``)."""
 
+    section = "optimiser"
     mode: str
     steps: int | None
     lr: float
@@ -228,10 +244,6 @@ class OptimiserSettings(_Settings):
     beta: float
     seed: int
     prototype_reduction: str
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> OptimiserSettings:
-        return cls.from_dict(config["optimiser"])
 
     def optimise_options(self) -> dict[str, Any]:
         """Keyword arguments of :func:`bt3d.optimize.optimise_keypoints` (besides device)."""

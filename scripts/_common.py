@@ -1,4 +1,5 @@
-"""Shared plumbing of the workflow's scripts: the log file and clean errors. No logic here.
+"""Shared plumbing of the workflow's scripts: the log file, clean errors, and the dataset and
+provenance a category rule's params name. No logic here.
 
 Scripts run by Snakemake's ``script:`` directive import this module (their folder is on
 ``sys.path``); it puts the repository root on ``sys.path`` too, so ``bt3d`` imports in a
@@ -35,3 +36,17 @@ def run(main, snakemake) -> None:
         except BaseException:
             traceback.print_exc(file=log)
             raise
+
+
+def dataset(snakemake):
+    """The rule's KeypointNet dataset (``params.dataset_root``)."""
+    from bt3d.io import KeypointNetDataset
+
+    return KeypointNetDataset(snakemake.params.dataset_root)
+
+
+def provenance(snakemake):
+    """What the rule's artifact header records: its category and ``params.provenance``."""
+    from bt3d.results import Provenance
+
+    return Provenance(snakemake.wildcards.category, snakemake.params.provenance)

@@ -403,3 +403,24 @@ def test_viewer_page_is_self_contained_and_names_the_keypoints() -> None:
     assert '"tip"' in page and "confidence 0.200" in page and "shape 1" in page
     with pytest.raises(DataError, match="2 keypoints but 1 names"):
         keypoint_page([ShapeView("bad", rng.random((5, 3)), rng.random((2, 3)), ["tip"])])
+
+
+def test_detect_settings_map_onto_config_keys() -> None:
+    from dataclasses import replace
+
+    from bt3d.detect import NO_CLASS_ID, DetectSettings
+    from bt3d.folder import settings_from_config
+    from bt3d.settings import FeatureSettings, config_with, default_config
+
+    run = DetectSettings(backbone="classical", n_polar=2, sigma=0.03, knn=7, tolerance=0.05)
+    config = run.as_config()
+    assert config["render"]["n_polar"] == 2 and config["dataset"]["folder"]["tolerance"] == 0.05
+    assert settings_from_config(config) == run
+    chair = config_with(config, {"dataset.folder.category": "chair"})
+    assert settings_from_config(chair) == replace(run, class_id="03001627") != run
+    assert run.class_id == NO_CLASS_ID
+    features, default = run.feature_settings(), FeatureSettings.from_config(default_config())
+    assert features.backbone.name == "classical" and features.render.n_polar == 2
+    assert features.sigma == 0.03 and features.normalise is True
+    assert features.render.fov == default.render.fov  # no detect option: the config's default
+    assert run.geodesic_settings().knn == 7 and run.geodesic_settings().normalise is True

@@ -341,7 +341,6 @@ def _record(**changes) -> dict:
         ('[{"class_id": "03001627",', r"malformed JSON at line 1 column 26"),
         ('{"a": 1}', r"expected a JSON list of records, got dict"),
         ([{"model_id": "abc", "keypoints": []}], r"record 0: missing key 'class_id'"),
-        ([_record(), {**_record(), "model_id": "x"}, _record()], r"record 2: model abc is dup"),
         ([_record(xyz=[0, 1])], r"record 0 \(model abc\) keypoint 0: xyz must be a list of 3"),
         ([_record(xyz=[0, "a", 1])], r"keypoint 0: xyz must be a number, got 'a'"),
         ([_record(pcd_info={})], r"keypoint 0: missing key 'point_index'"),
@@ -354,6 +353,17 @@ def test_bad_annotations(tmp_path: Path, content, message: str) -> None:
     text = content if isinstance(content, str) else json.dumps(content)
     path = _write(tmp_path, "bad.json", text)
     with pytest.raises(DataError, match=rf"bad\.json: .*{message}"):
+        read_annotations(path)
+
+
+def test_a_model_annotated_twice_names_both_records(tmp_path: Path) -> None:
+    records = [_record(), {**_record(), "model_id": "x"}, _record()]
+    path = _write(tmp_path, "bad.json", json.dumps(records))
+    with pytest.raises(
+        DataError,
+        match=r"bad\.json record 2: model abc is annotated twice \(also "
+        r"in .*bad\.json record 0\)",
+    ):
         read_annotations(path)
 
 

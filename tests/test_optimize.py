@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,9 +12,10 @@ import torch
 from bt3d.errors import ConfigError, DataError
 from bt3d.fewshot import KeypointPrototypes, LabelledShape, build_prototypes
 from bt3d.optimize import (
+    SolverOptions,
     _batch_assignment,
     _batch_loss,
-    _build_batch,
+    build_batch,
     optimise_batch,
     optimise_keypoints,
     optimise_reference,
@@ -95,7 +99,8 @@ def test_restricted_loss_equals_reference_with_excluded_logits_at_minus_inf():
     d = torch.tensor(dist / dist.max(), dtype=torch.float32)
     f_kp = torch.tensor(rng.normal(size=(k, c)), dtype=torch.float32)
     d_kp = torch.tensor([[0, 0.2, 0.4], [0.2, 0, 0.0], [0.4, 0.0, 0]], dtype=torch.float32)
-    batch = _build_batch([(f, d)], f_kp, 5, "noise", 0.05, 1, project=True)
+    options = SolverOptions(candidates=5, init="noise", temperature=0.05, seed=1, project=True)
+    batch = build_batch([(f, d)], f_kp, options)
     assert batch.features.shape[2] < c  # projected
     s = _batch_assignment(batch.init, batch.allowed)
     got = _batch_loss(s, batch, d_kp, (d_kp > 0).float(), 4.0, 0.5)[0]
@@ -198,10 +203,19 @@ def test_errors():
         optimise_keypoints(f, d, empty)
 
 
+def _research():
+    """benchmarks/optimizer_research.py: the optimiser options production does not use."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from optimizer_research import optimise_research
+
+    return optimise_research
+
+
 def test_refinement_on_all_points_keeps_the_answer_and_is_deterministic():
+    optimise_research = _research()
     protos, f, d, truth = _planted()
     plain = optimise_keypoints(f, d, protos, candidates=2)
-    run = [optimise_keypoints(f, d, protos, candidates=2, refine_steps=50) for _ in range(2)]
+    run = [optimise_research([(f, d)], protos, candidates=2, refine_steps=50)[0] for _ in range(2)]
     np.testing.assert_array_equal(run[0].indices, truth)
     np.testing.assert_array_equal(run[0].indices, run[1].indices)
     assert run[0].final_loss == run[1].final_loss
@@ -210,13 +224,14 @@ def test_refinement_on_all_points_keeps_the_answer_and_is_deterministic():
 
 
 def test_several_candidate_sizes_keep_the_lowest_loss_per_shape():
+    optimise_research = _research()
     protos, f, d, _ = _planted(noise=0.8)
     protos2, f2, d2, _ = _planted(seed=3, noise=0.8)
     problems = [(f, d), (f2, d2)]
     sizes = (2, 8, None)
     single = {m: optimise_batch(problems, protos, candidates=m) for m in sizes}
-    got = optimise_batch(problems, protos, candidates=sizes)
-    again = optimise_batch(problems, protos, candidates=list(sizes))
+    got = optimise_research(problems, protos, candidates=sizes)
+    again = optimise_research(problems, protos, candidates=list(sizes))
     for j, pred in enumerate(got):
         losses = [single[m][j].final_loss for m in sizes]
         best = single[sizes[int(np.argmin(losses))]][j]
@@ -225,19 +240,24 @@ def test_several_candidate_sizes_keep_the_lowest_loss_per_shape():
         np.testing.assert_array_equal(pred.indices, again[j].indices)
         assert pred.steps_run == sum(single[m][j].steps_run for m in sizes)
     with pytest.raises(ConfigError, match="candidates"):
-        optimise_batch(problems, protos, candidates=())
+        optimise_research(problems, protos, candidates=())
     with pytest.raises(ConfigError, match="candidates"):
-        optimise_batch(problems, protos, candidates=(64, 0))
+        optimise_research(problems, protos, candidates=(64, 0))
+    with pytest.raises(ConfigError, match="candidates"):  # production takes one size
+        optimise_batch(problems, protos, candidates=sizes)
 
 
 def test_refinement_is_kept_only_when_it_lowers_the_loss():
+    optimise_research = _research()
     protos, f, d, _ = _planted(noise=0.8)
     plain = optimise_keypoints(f, d, protos, candidates=4)
     # a start with much mass off the candidates: 3 steps cannot beat stage 1, which is kept
-    rejected = optimise_keypoints(f, d, protos, candidates=4, refine_steps=3, refine_floor=0.0)
+    (rejected,) = optimise_research(
+        [(f, d)], protos, candidates=4, refine_steps=3, refine_floor=0.0
+    )
     assert rejected.final_loss == plain.final_loss
     np.testing.assert_array_equal(rejected.indices, plain.indices)
     np.testing.assert_array_equal(rejected.confidences, plain.confidences)
     assert rejected.steps_run == plain.steps_run + 3
-    kept = optimise_keypoints(f, d, protos, candidates=4, refine_steps=50)
+    (kept,) = optimise_research([(f, d)], protos, candidates=4, refine_steps=50)
     assert kept.final_loss < plain.final_loss

@@ -12,6 +12,8 @@ from bt3d.settings import (
     FeatureSettings,
     GeodesicSettings,
     OptimiserSettings,
+    config_value,
+    config_with,
     default_config,
     load_config,
     merge,
@@ -83,3 +85,20 @@ def test_settings_refuse_a_section_lacking_a_key() -> None:
     del cfg["optimiser"]["lr"]
     with pytest.raises(ConfigError, match=r"OptimiserSettings: settings lack \['lr'\]"):
         OptimiserSettings.from_config(cfg)
+
+
+def test_settings_read_each_field_from_its_config_key() -> None:
+    assert GeodesicSettings.config_keys() == {
+        "knn": "features.knn",
+        "unreachable": "features.unreachable",
+        "normalise": "dataset.normalise",
+        "surface_tolerance": "dataset.surface_tolerance",
+    }
+    cfg = config_with(default_config(), {"dataset.normalise": False, "render.n_polar": 2})
+    assert config_value(cfg, "render.n_polar") == 2 and default_config()["render"]["n_polar"] != 2
+    features = FeatureSettings.from_config(cfg)
+    assert features.normalise is False and features.render.n_polar == 2
+    assert FeatureSettings.from_dict(features.to_dict()) == features  # the workflow's params
+    del cfg["render"]["fov"]
+    with pytest.raises(ConfigError, match=r"RenderSettings: settings lack \['fov'\]"):
+        FeatureSettings.from_config(cfg)

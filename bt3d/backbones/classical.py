@@ -174,10 +174,7 @@ class DaisyBackbone(nn.Module):
 
 
 def build(
-    name: str = NAME,
-    device: torch.device | str = "cpu",
-    checkpoint: str | None = None,
-    layer: str | None = None,
+    name: str, device: torch.device | str, checkpoint: str | None, layer: str | None
 ) -> DaisyBackbone:
     """The DAISY backbone; it has no weights or layers (``layer`` may be None or "last_norm")."""
     for setting, value in (("backbone.checkpoint", checkpoint), ("backbone.layer", layer)):

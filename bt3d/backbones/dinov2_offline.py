@@ -238,10 +238,7 @@ def load_port_state_dict(
 
 
 def build(
-    name: str = NAME,
-    device: torch.device | str = "cpu",
-    checkpoint: str | None = None,
-    layer: str | None = None,
+    name: str, device: torch.device | str, checkpoint: str | None, layer: str | None
 ) -> ViTBackbone:
     """The ported ViT-S/14 as a backbone.
 

@@ -154,15 +154,25 @@ def read_annotations(path: str | Path) -> list[ShapeAnnotation]:
     if not isinstance(records, list):
         raise DataError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
     out = [_parse_record(path, i, record) for i, record in enumerate(records)]
-    seen: dict[str, int] = {}
-    for i, ann in enumerate(out):
-        if ann.model_id in seen:
-            raise DataError(
-                f"{path}: record {i}: model {ann.model_id} is duplicated "
-                f"(first in record {seen[ann.model_id]})"
-            )
-        seen[ann.model_id] = i
+    annotations_by_model(out)
     return out
+
+
+def annotations_by_model(annotations: Iterable[ShapeAnnotation]) -> dict[str, ShapeAnnotation]:
+    """model id -> annotation, of the records of one file or of several.
+
+    Raises:
+        DataError: a model annotated twice, naming both records (``ShapeAnnotation.source``).
+    """
+    by_model: dict[str, ShapeAnnotation] = {}
+    for ann in annotations:
+        first = by_model.setdefault(ann.model_id, ann)
+        if first is not ann:
+            raise DataError(
+                f"{ann.source}: model {ann.model_id} is annotated twice (also in "
+                f"{first.source}); keep one record per model"
+            )
+    return by_model
 
 
 def write_annotations(
@@ -360,7 +370,7 @@ class KeypointNetDataset:
                         f"{ann.source}: model {ann.model_id} has class_id {ann.class_id}, "
                         f"expected {expected} ({name})"
                     )
-            self._annotations[name] = {a.model_id: a for a in records}
+            self._annotations[name] = annotations_by_model(records)
         return self._annotations[name]
 
     def load_points(self, category: str, model_id: str, n_points: int = 2048) -> np.ndarray:
