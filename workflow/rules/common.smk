@@ -84,9 +84,10 @@ def at_start(function, *args):
 # The run's variants (bt3d.variants): name -> its whole config; artifacts of a kind live
 # under the name of the first variant with the same settings for it (KEYS), so variants
 # share them. Without `variants:` the one variant is "bt3d", the config itself.
-VARIANTS = {v.name: v.config for v in at_start(variants_of, config)}
-KEYS = stage_keys([v for v in at_start(variants_of, config)])
-REFERENCE = next(iter(VARIANTS))
+_VARIANTS = at_start(variants_of, config)
+VARIANTS = {v.name: v.config for v in _VARIANTS}
+KEYS = stage_keys(_VARIANTS)
+REFERENCE = _VARIANTS[0].name
 
 
 wildcard_constraints:
