@@ -1,10 +1,9 @@
 """Rule ``features``: back-projected, smoothed features of one part's shapes (bt3d.stages)."""
 
-from _common import run
+from _common import provenance, run
 
 
 def main(snakemake) -> None:
-    from bt3d.results import Provenance
     from bt3d.settings import FeatureSettings
     from bt3d.stages import part_features
 
@@ -15,7 +14,7 @@ def main(snakemake) -> None:
         snakemake.params.device,
         snakemake.threads,
         snakemake.output.features,
-        Provenance(snakemake.wildcards.category, snakemake.params.provenance),
+        provenance(snakemake),
         snakemake.wildcards.part,
     )
 

@@ -1,10 +1,9 @@
 """Rule ``optimize``: keypoint predictions for one test part's shapes (bt3d.stages)."""
 
-from _common import run
+from _common import provenance, run
 
 
 def main(snakemake) -> None:
-    from bt3d.results import Provenance
     from bt3d.settings import OptimiserSettings
     from bt3d.stages import part_predictions
 
@@ -15,7 +14,7 @@ def main(snakemake) -> None:
         OptimiserSettings.from_dict(snakemake.params.optimiser),
         snakemake.params.device,
         snakemake.output.predictions,
-        Provenance(snakemake.wildcards.category, snakemake.params.provenance),
+        provenance(snakemake),
         snakemake.wildcards.part,
         snakemake.wildcards.shot_set,
     )

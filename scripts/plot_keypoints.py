@@ -1,25 +1,24 @@
 """Rule ``plot_keypoints``: predicted vs ground-truth keypoints on a category's first test shape."""
 
-from _common import run
+from _common import dataset, run
 
 
 def main(snakemake) -> None:
     from bt3d.errors import DataError
-    from bt3d.io import KeypointNetDataset
     from bt3d.plots import plot_keypoints, save_figure
     from bt3d.results import read_json_part
 
     category = snakemake.wildcards.category
-    dataset = KeypointNetDataset(snakemake.params.dataset_root)
+    data = dataset(snakemake)
     predictions = []
     for path in snakemake.input.predictions:
         predictions += read_json_part(path)["predictions"]
     if not predictions:
         raise DataError(f"{category}: no predictions to draw")
     pred = min(predictions, key=lambda p: p["model_id"])
-    truth = dataset.annotations(category)[pred["model_id"]]
+    truth = data.annotations(category)[pred["model_id"]]
     fig = plot_keypoints(
-        dataset.load_points(category, pred["model_id"]),
+        data.load_points(category, pred["model_id"]),
         pred["indices"],
         truth.point_indices,
         pred["semantic_ids"],
