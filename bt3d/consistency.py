@@ -64,10 +64,6 @@ def check_points(
     return relative
 
 
-# the names bt3d.stages and the CLI call the check by
-check_points_on_mesh = check_annotation_points = check_points
-
-
 def _check_indices(
     annotation: ShapeAnnotation, n_points: int, points_source: str | os.PathLike[str]
 ) -> None:

@@ -27,7 +27,7 @@ from bt3d.cache import (
     save_arrays,
     save_json_atomic,
 )
-from bt3d.consistency import check_annotation_points, check_points_on_mesh
+from bt3d.consistency import check_points
 from bt3d.errors import DataError
 from bt3d.fewshot import KeypointPrototypes, LabelledShape, build_prototypes, labelled_shape
 from bt3d.integrity import describe_missing
@@ -159,8 +159,8 @@ def load_checked_shape(
     pcd, ply = files
     points, mesh = load_points(pcd), load_mesh(ply)
     validate_annotation(annotation, len(points))
-    check_points_on_mesh(mesh, points, pcd, tolerance)
-    check_annotation_points(annotation, points, pcd, tolerance)
+    check_points(mesh, points, pcd, tolerance)
+    check_points(annotation, points, pcd, tolerance)
     return mesh, points
 
 
