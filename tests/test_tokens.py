@@ -194,12 +194,12 @@ def test_pipeline_applies_margin_and_background_stride() -> None:
 
     full = features(tokens="all", token_margin=1, background_stride=2)  # both ignored
     assert np.array_equal(full, features(tokens="all"))
-    plain = features(tokens="object")
-    grown = features(tokens="object", token_margin=1)
-    gridded = features(tokens="object", background_stride=2)
+    plain = features(tokens="object", token_margin=0, background_stride=0)
+    grown = features(tokens="object", token_margin=1, background_stride=0)
+    gridded = features(tokens="object", token_margin=0, background_stride=2)
     assert not np.array_equal(plain, grown) and not np.array_equal(plain, gridded)
     assert np.array_equal(features(tokens="object", token_margin=4), full)
-    assert np.array_equal(features(tokens="object", background_stride=1), full)
+    assert np.array_equal(features(tokens="object", token_margin=0, background_stride=1), full)
 
 
 def test_margin_and_stride_are_part_of_the_features_config_hash() -> None:
@@ -207,11 +207,12 @@ def test_margin_and_stride_are_part_of_the_features_config_hash() -> None:
     from bt3d.cache import config_hash
     from bt3d.settings import FeatureSettings, load_config
 
-    def key(**backbone_keys) -> str:
-        config = load_config(overrides={"backbone": {"tokens": "object", **backbone_keys}})
+    def key(margin: int, stride: int) -> str:
+        backbone = {"tokens": "object", "token_margin": margin, "background_stride": stride}
+        config = load_config(overrides={"backbone": backbone})
         return config_hash(FeatureSettings.from_config(config).to_dict())
 
-    hashes = {key(), key(token_margin=1), key(background_stride=4)}
+    hashes = {key(0, 0), key(1, 0), key(0, 4)}
     assert len(hashes) == 3
     with pytest.raises(ConfigError, match="token_margin"):
         load_config(overrides={"backbone": {"token_margin": -1}})
