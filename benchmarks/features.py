@@ -61,6 +61,8 @@ class Variant:
 
     precision: str = "float32"
     tokens: str = "all"
+    token_margin: int = 0
+    background_stride: int = 0
     n_azimuth: int = 12
     n_polar: int = 5
     int8: bool = False
@@ -75,7 +77,12 @@ class Variant:
             overrides={
                 "dataset": {"normalise": False},
                 "render": {"n_azimuth": self.n_azimuth, "n_polar": self.n_polar},
-                "backbone": {"precision": self.precision, "tokens": self.tokens},
+                "backbone": {
+                    "precision": self.precision,
+                    "tokens": self.tokens,
+                    "token_margin": self.token_margin,
+                    "background_stride": self.background_stride,
+                },
             }
         )
         return FeatureSettings.from_config(config)
@@ -88,6 +95,17 @@ VARIANTS: dict[str, Variant] = {
     "int8": Variant(int8=True),
     "f32-object": Variant(tokens="object"),
     "bf16-object": Variant(precision="bfloat16", tokens="object"),
+    **{
+        f"bf16-object-m{m}": Variant(precision="bfloat16", tokens="object", token_margin=m)
+        for m in (1, 2)
+    },
+    **{
+        f"bf16-object-g{s}": Variant(precision="bfloat16", tokens="object", background_stride=s)
+        for s in (2, 3, 4)
+    },
+    "bf16-object-m1-g4": Variant(
+        precision="bfloat16", tokens="object", token_margin=1, background_stride=4
+    ),
     **{
         f"bf16-{v}v": Variant(precision="bfloat16", n_azimuth=a, n_polar=p)
         for v, (a, p) in VIEWS.items()

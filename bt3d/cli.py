@@ -119,8 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     feat.add_argument(
         "--tokens",
         choices=("all", "object"),
-        help="backbone.tokens: ViT patches that enter attention: all, or only those the shape "
-        "covers (object: faster, -4 points mIoU@0.05 on the embedded dataset)",
+        help="backbone.tokens: ViT patches that enter attention: all (the reference), or "
+        "only those the shape covers grown by backbone.token_margin (object: faster)",
     )
     feat.add_argument(
         "--visibility-layers",

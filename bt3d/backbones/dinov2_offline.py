@@ -196,7 +196,10 @@ def convert_onnx_state_dict(onnx_path: Path) -> dict[str, torch.Tensor]:
         for fc in ("fc1", "fc2"):
             sd[f"{dst}mlp.{fc}.weight"] = linear[(i, f"mlp.{fc}")]
             sd[f"{dst}mlp.{fc}.bias"] = arrays[f"{src}mlp.{fc}.bias"]
-    return {k: torch.from_numpy(np.array(v, dtype=np.float32, copy=True)) for k, v in sd.items()}
+    return {
+        k: torch.from_numpy(np.array(v, dtype=np.float32, order="C", copy=True))
+        for k, v in sd.items()
+    }
 
 
 def _atomic_torch_save(obj: dict, path: Path) -> None:
@@ -204,10 +207,20 @@ def _atomic_torch_save(obj: dict, path: Path) -> None:
         torch.save(obj, handle)
 
 
+def _ready(tensor: torch.Tensor) -> bool:
+    """A cached tensor the ViT can use without a copy (an older cache stored transposed
+    linear weights, which every start had to copy: such a cache is rewritten)."""
+    return tensor.dtype == torch.float32 and tensor.is_contiguous()
+
+
 def load_port_state_dict(
     onnx_path: Path | None = None, cache_dir: Path | None = None
 ) -> dict[str, torch.Tensor]:
     """The converted state dict, from the cache when present (else converted and cached).
+
+    The cache holds contiguous float32 tensors, memory-mapped on load and handed to the ViT
+    without a copy. A cache that does not load, has other keys, or holds other tensors
+    (an older layout) is rebuilt.
 
     Args:
         onnx_path: the ONNX file; default :func:`find_onnx_file`.
@@ -220,14 +233,18 @@ def load_port_state_dict(
     cached = cache_dir / f"{NAME}-{remembered_sha256(onnx_path, cache_dir)[:16]}.pt"
     with torch.device("meta"):
         expected = set(DinoVisionTransformer(replace(PORT_CONFIG, depth=1)).state_dict())
+    state = None
     if cached.is_file():
         try:
-            state = torch.load(cached, map_location="cpu", weights_only=True, mmap=True)
-            if {re.sub(r"^blocks\.\d+\.", "blocks.0.", k) for k in state} == expected:
-                return state
+            loaded = torch.load(cached, map_location="cpu", weights_only=True, mmap=True)
+            if {re.sub(r"^blocks\.\d+\.", "blocks.0.", k) for k in loaded} == expected:
+                if all(_ready(v) for v in loaded.values()):
+                    return loaded  # memory-mapped, used as it is: no copy at start-up
+                state = {k: v.to(torch.float32).contiguous() for k, v in loaded.items()}
         except Exception:  # a truncated or foreign cache file: convert again
-            pass
-    state = convert_onnx_state_dict(onnx_path)
+            state = None
+    if state is None:
+        state = convert_onnx_state_dict(onnx_path)
     try:
         _atomic_torch_save(state, cached)
     except OSError as exc:
