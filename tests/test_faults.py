@@ -391,7 +391,7 @@ POINT_CLOUD_CASES = [
      "5000 out of range for 2048 points"),
     ("duplicate model id",
      lambda w, m: edit_annotations(w / DATA / "annotations/chair.json", lambda r: r + r[:1]),
-     "DataError: {ann}: record 5: model"),
+     "DataError: {ann} record 5: model"),
 ]  # fmt: skip
 
 MESH_CASES = [
