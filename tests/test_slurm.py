@@ -158,21 +158,26 @@ def interrupt_when_stuck(
     (sacct says "CANCELLED by <uid>", which it does not take for a failure), as a user
     would find it; a snakemake that ends by itself (a fixed plugin retrying the job) is
     fine too. Snakemake's own log says how many optimisation jobs it planned and finished.
-    A snakemake still running a minute after Ctrl-C gets a second one, as a user would give
-    it (seen in 2 of 4 runs of make test-slurm at commit 12fc6ca, cause not found; the test
-    then checks that the rerun resubmits exactly what is missing all the same).
+    Ctrl-C comes only after 30 s in which snakemake's log did not change: a Ctrl-C while a
+    job that does not read the cancelled one is still running (a report job submitted just
+    after the last optimisation finished) has snakemake scancel it and wait for it as for
+    the cancelled one, which hung 2 of 4 runs at commit 12fc6ca. A snakemake still running a
+    minute after Ctrl-C gets a second one, as a user would give it.
     """
     query = ["sacct", "-X", "-n", "-P", "-j", cancelled, "-o", "JobName"]
     name = subprocess.run(query, capture_output=True, text=True, check=True).stdout.strip()
     deadline = time.monotonic() + timeout
+    quiet_since, last_text = time.monotonic(), ""
     while process.poll() is None and time.monotonic() < deadline:
         text = log.read_text()
+        if text != last_text:  # snakemake submitted or finished something
+            quiet_since, last_text = time.monotonic(), text
         planned = re.search(r"^optimize\s+(\d+)$", text, flags=re.MULTILINE)
         finished = len(re.findall(r"^Finished jobid: \d+ \(Rule: optimize\)", text, re.M))
         queue = subprocess.run(["squeue", "-h", "--name", name, "-o", "%i"],
                                capture_output=True, text=True).stdout.split()  # fmt: skip
-        if planned and finished == int(planned.group(1)) - 1 and not queue:
-            time.sleep(5)  # let the last status check settle
+        idle = time.monotonic() - quiet_since > 30  # no job started or ended for 30 s
+        if planned and finished == int(planned.group(1)) - 1 and not queue and idle:
             for _ in range(2):  # Ctrl-C, and once more if snakemake has not ended
                 process.send_signal(signal.SIGINT)
                 try:
