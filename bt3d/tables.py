@@ -148,11 +148,9 @@ def interval_table(
     sets, ``std`` across them (empty with one), the 95 % interval ``ci_low``/``ci_high``,
     ``shot_sets`` and ``shapes`` (query shapes per shot set, the mean when they differ)."""
     rows = []
+    thresholds = next(iter(metrics.values()))[0]["thresholds"]  # one config: the same for all
     for category, summary in summaries(metrics, metric, resamples, seed).items():
         low, high = interval(summary.draws)
-        thresholds = next(m for m in next(iter(metrics.values())) if m["category"] == category)[
-            "thresholds"
-        ]
         for v, variant in enumerate(metrics):
             for i, t in enumerate(thresholds):
                 rows.append(
