@@ -93,7 +93,6 @@ REFERENCE = _VARIANTS[0].name
 wildcard_constraints:
     category="|".join(CATEGORIES),
     part=r"shots|shard-\d+",
-    test_part=r"shard-\d+",
     shot_set=r"set-\d+",
     variant="|".join(re.escape(name) for name in VARIANTS),
 
@@ -234,15 +233,11 @@ def dataset_root_of_input(wildcards, input):
     return os.path.dirname(os.path.dirname(input.annotations))
 
 
-def part_of(wildcards):
-    return wildcards.get("part") or wildcards.get("test_part")
-
-
 def shape_files(wildcards):
     """Input function: the point cloud and mesh of every shape of the job's part, so that
     editing, replacing, adding or removing one reruns exactly the parts that hold it."""
     selection = category_selection(wildcards.category)
-    models = selection.part(part_of(wildcards), config["shards"])
+    models = selection.part(wildcards.part, config["shards"])
     return [
         str(p) for p in part_files(KeypointNetDataset(ROOT), wildcards.category, models)
     ]
