@@ -7,12 +7,12 @@ undirected (an edge exists when either end point has the other among its neighbo
 all-pairs shortest paths are found with Dijkstra.
 
 Two engines give bitwise the same matrix (``engine``): :func:`scipy.sparse.csgraph.dijkstra`
-(``"scipy"``, the reference) and a compiled binary-heap Dijkstra on the symmetrised graph
-(``"native"``, :mod:`bt3d.native`, about 2x faster per thread and able to use several
-threads). Both compute every distance as the minimum over the graph's paths of the
-left-to-right IEEE double sum of its edge lengths, a fixed point every Dijkstra reaches
-whatever its heap or visiting order (docs/findings/speed.md). ``"auto"`` takes the native one
-when a C compiler is available.
+(``"scipy"``, the reference) and a compiled 4-ary-heap Dijkstra on the symmetrised graph,
+renumbered for locality (``"native"``, :mod:`bt3d.native`, faster per thread and able to use
+several threads; figures in docs/findings/speed.md). Both compute every distance as the
+minimum over the graph's paths of the left-to-right IEEE double sum of its edge lengths, a
+fixed point every Dijkstra reaches whatever its heap, visiting order or node numbering.
+``"auto"`` takes the native one when a C compiler is available.
 
 A point cloud made of several pieces (e.g. a chair whose legs are sampled apart from the
 seat) gives a disconnected graph and infinite distances between the pieces. Two conventions
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import dijkstra
+from scipy.sparse.csgraph import dijkstra, reverse_cuthill_mckee
 from scipy.spatial import cKDTree
 
 from bt3d.errors import ConfigError, DataError
@@ -115,6 +115,33 @@ def symmetric_graph(graph: csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return indptr, cols, weights
 
 
+def renumbered(
+    indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """An undirected CSR graph renumbered by reverse Cuthill-McKee, so that neighbours get
+    nearby ids (the native Dijkstra's rows then stay in cache; the distances do not depend on
+    the numbering).
+
+    Args:
+        indptr: (N + 1,) row pointers; indices: (E,) columns; weights: (E,) lengths, both
+            directions of every edge stored (:func:`symmetric_graph`).
+
+    Returns:
+        ``(indptr, indices, weights, order)``: the same graph with node i being the input's
+        node ``order[i]``; each row's edges in the input's order.
+    """
+    n = len(indptr) - 1
+    graph = csr_matrix((np.ones(len(indices)), indices, indptr), shape=(n, n))
+    order = reverse_cuthill_mckee(graph, symmetric_mode=True).astype(np.int64)
+    new_id = np.empty(n, dtype=np.int64)
+    new_id[order] = np.arange(n)
+    counts = np.diff(indptr)[order]
+    new_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    # edge e of new row i is edge indptr[order[i]] + (e - new_indptr[i]) of the input
+    edges = np.repeat(indptr[order] - new_indptr[:-1], counts) + np.arange(new_indptr[-1])
+    return new_indptr, new_id[indices[edges]], weights[edges], order
+
+
 def all_pairs_dijkstra(graph: csr_matrix, engine: str = "auto", threads: int = 1) -> np.ndarray:
     """(N, N) shortest-path lengths on the undirected version of ``graph`` (``inf`` if none).
 
@@ -130,7 +157,7 @@ def all_pairs_dijkstra(graph: csr_matrix, engine: str = "auto", threads: int = 1
     if engine != "scipy":
         from bt3d.native import dijkstra_all
 
-        dist = dijkstra_all(*symmetric_graph(graph), threads=threads)
+        dist = dijkstra_all(*renumbered(*symmetric_graph(graph)), threads=threads)
         if dist is not None:
             return dist
         if engine == "native":

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from bt3d.errors import ConfigError, DataError
-from bt3d.geodesic import geodesic_matrix, knn_graph, normalise_geodesic
+from bt3d.geodesic import (
+    geodesic_matrix,
+    knn_graph,
+    normalise_geodesic,
+    renumbered,
+    symmetric_graph,
+)
 
 
 def brute_force_geodesic(points: np.ndarray, k: int) -> np.ndarray:
@@ -188,3 +194,21 @@ def test_native_engine_is_bitwise_scipy_with_duplicates_and_pieces(seed: int) ->
 def test_unknown_engine_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="engine"):
         geodesic_matrix(np.random.default_rng(0).random((5, 3)), engine="fast")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_renumbered_graph_is_the_same_graph(seed: int) -> None:
+    """Renumbering keeps every edge with its length (duplicates' zero edges included) and
+    gives neighbours nearby ids (a smaller bandwidth than a shuffled numbering's)."""
+    rng = np.random.default_rng(seed)
+    points = np.concatenate([two_blobs(rng, 120), rng.integers(0, 3, (30, 3)) * 0.01])
+    points = rng.permutation(np.concatenate([points, points[:10]]))
+    indptr, indices, weights = symmetric_graph(knn_graph(points, k=6))
+    new_indptr, new_indices, new_weights, order = renumbered(indptr, indices, weights)
+    assert sorted(order.tolist()) == list(range(len(points)))
+    rows = np.repeat(np.arange(len(points)), np.diff(indptr))
+    new_rows = np.repeat(np.arange(len(points)), np.diff(new_indptr))
+    old_edges = sorted(zip(rows, indices, weights, strict=True))
+    new_edges = sorted(zip(order[new_rows], order[new_indices], new_weights, strict=True))
+    assert old_edges == new_edges
+    assert np.abs(new_rows - new_indices).max() < np.abs(rows - indices).max()

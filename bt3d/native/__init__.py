@@ -73,6 +73,7 @@ def load_dijkstra():
         pointer(np.int64, flags="C_CONTIGUOUS"),
         pointer(np.int32, flags="C_CONTIGUOUS"),
         pointer(np.float64, flags="C_CONTIGUOUS"),
+        pointer(np.int32, flags="C_CONTIGUOUS"),
         ctypes.c_int64,
         pointer(np.float64, flags="C_CONTIGUOUS,WRITEABLE"),
         ctypes.c_int,
@@ -82,7 +83,11 @@ def load_dijkstra():
 
 
 def dijkstra_all(
-    indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, threads: int = 1
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    weights: np.ndarray,
+    order: np.ndarray,
+    threads: int = 1,
 ) -> np.ndarray | None:
     """Shortest-path distances from every node of a directed CSR graph.
 
@@ -90,13 +95,16 @@ def dijkstra_all(
         indptr: (N + 1,) row pointers; indices: (E,) column of each edge; weights: (E,)
             non-negative float64 edge lengths (an undirected graph is given with both
             directions).
+        order: (N,) node i of this graph is node ``order[i]`` of the result (a permutation;
+            the graph renumbered for memory locality, see :func:`bt3d.geodesic.renumbered`).
         threads: POSIX threads, each taking a contiguous block of sources.
 
     Returns:
-        (N, N) float64, ``inf`` where unreachable; ``None`` when the library is unavailable.
+        (N, N) float64 in the numbering of ``order``, ``inf`` where unreachable; ``None``
+        when the library is unavailable.
     """
     n = len(indptr) - 1
-    fn = load_dijkstra() if n < 2**31 else None  # node ids are int32 in the C code
+    fn = load_dijkstra() if n < 2**29 else None  # heap slots are int32 in the C code
     if fn is None:
         return None
     out = np.empty((n, n), dtype=np.float64)
@@ -104,6 +112,7 @@ def dijkstra_all(
         np.ascontiguousarray(indptr, dtype=np.int64),
         np.ascontiguousarray(indices, dtype=np.int32),
         np.ascontiguousarray(weights, dtype=np.float64),
+        np.ascontiguousarray(order, dtype=np.int32),
         n,
         out,
         max(1, int(threads)),
