@@ -16,7 +16,7 @@ Usage::
 
     PYTHONPATH=. python benchmarks/stages.py [--shapes 3]
         [--backbones dinov2_vits14_offline classical] [--categories airplane chair]
-        [--trace-python] [--threads 2]
+        [--trace-python] [--threads 2] [--settings default float32]
 """
 
 from __future__ import annotations
@@ -40,10 +40,17 @@ from bt3d.settings import FeatureSettings, GeodesicSettings, load_config
 from bt3d.synthetic import generate_dataset
 
 ALL_STAGES = (*STAGES, "optimisation", "evaluation")
-# the reference computation: float32, shapes as stored, 62 views
-REFERENCE = load_config(
-    overrides={"dataset": {"normalise": False}, "backbone": {"precision": "float32"}}
-)
+# shapes as stored; "default": config.yaml's backbone (bfloat16, object patches + margin);
+# "float32": the reference computation (float32, every patch)
+SETTINGS = {
+    "default": load_config(overrides={"dataset": {"normalise": False}}),
+    "float32": load_config(
+        overrides={
+            "dataset": {"normalise": False},
+            "backbone": {"precision": "float32", "tokens": "all"},
+        }
+    ),
+}
 THRESHOLDS = np.round(np.arange(11) * 0.01, 2)
 
 
@@ -55,11 +62,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--trace-python", action="store_true")
     p.add_argument("--mode", default="fast", choices=("fast", "reference"))
+    p.add_argument("--settings", nargs="+", default=["default"], choices=list(SETTINGS))
     return p.parse_args(argv)
 
 
 def _run_category(
-    dataset: KeypointNetDataset, category: str, backbone, args: argparse.Namespace
+    dataset: KeypointNetDataset, category: str, backbone, config: dict, args: argparse.Namespace
 ) -> list[tuple[str, list[StageRecord]]]:
     """Feature stages for every shape; optimisation and evaluation for all but the first."""
     annotations = dataset.annotations(category)
@@ -71,10 +79,10 @@ def _run_category(
         points = dataset.load_points(category, model_id)
         with timer.stage("geodesics"):
             raw = shape_geodesic(
-                mesh, points, GeodesicSettings.from_config(REFERENCE), model_id,
+                mesh, points, GeodesicSettings.from_config(config), model_id,
                 torch.get_num_threads(),
             )  # fmt: skip
-        settings = FeatureSettings.from_config(REFERENCE)
+        settings = FeatureSettings.from_config(config)
         shapes[model_id] = extract_shape_features(
             mesh, points, backbone, settings, raw, timer=timer
         )
@@ -140,10 +148,11 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             backbone = get_backbone(name, "cpu")
             print(f"{name}: loaded in {time.perf_counter() - t0:.1f} s")
-            for category in args.categories:
-                class_id_of(category)
-                for shape, records in _run_category(dataset, category, backbone, args):
-                    rows.append((name, shape, records))
+            for setting in args.settings:
+                for category in args.categories:
+                    class_id_of(category)
+                    runs = _run_category(dataset, category, backbone, SETTINGS[setting], args)
+                    rows += [(f"{name[:14]}/{setting}", shape, rec) for shape, rec in runs]
     print("\nwall time per stage [s]")
     print(_table(rows, "seconds", "{:.2f}"))
     print("\npeak RSS growth per stage [MiB] (0 = fitted in memory already used)")
