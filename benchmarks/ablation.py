@@ -24,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -206,8 +207,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.solver == "reference"
             else "fast optimiser in every arm (`--solver fast`: no optimiser switch), "
         )
-        + f"{args.resamples} bootstrap resamples; total {total / 60:.1f} min wall on a 2-core "
-        f"CPU shared with other jobs (features {seconds['features'] / 60:.1f} min for "
+        + f"{args.resamples} bootstrap resamples; total {total / 60:.1f} min wall on "
+        f"{os.cpu_count()} CPUs, load average at the end {os.getloadavg()[0]:.2f} "
+        f"(features {seconds['features'] / 60:.1f} min for "
         f"{computed[0]} of {computed[1]} computed, the rest read from `--root`'s cache; "
         + ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items() if k != "features")
         + ")."

@@ -24,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import replace
@@ -202,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{views} views ({args.n_azimuth} azimuths x {args.n_polar} polar angles + 2 poles), "
         f"{args.shots} shots, test shapes per category: {args.max_test or 'all'}; "
-        f"total {time.perf_counter() - t_start:.0f} s (2-core CPU shared with other jobs)"
+        f"total {time.perf_counter() - t_start:.0f} s on {os.cpu_count()} CPUs, load average "
+        f"at the end {os.getloadavg()[0]:.2f}"
     )
     return 0
 

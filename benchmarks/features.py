@@ -28,6 +28,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
@@ -320,8 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + text + "\n\n" + geo_text)
     print(
         f"\n{len(args.categories)} categories, {args.shots} shots, test shapes per category: "
-        f"{args.max_test or 'all'}; total {time.perf_counter() - t_start:.0f} s "
-        "(2-core CPU shared with other jobs)"
+        f"{args.max_test or 'all'}; total {time.perf_counter() - t_start:.0f} s on "
+        f"{os.cpu_count()} CPUs, load average at the end {os.getloadavg()[0]:.2f}"
     )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
