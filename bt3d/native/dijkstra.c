@@ -7,8 +7,8 @@
  * so this file must be compiled WITHOUT -ffast-math and without contraction
  * (-ffp-contract=off; there is no multiply here anyway).
  *
- * The graph may come renumbered for memory locality: `order[i]` is the caller's id of node i
- * (NULL: the identity), and the output is written in the caller's ids. A 4-ary heap with
+ * The graph comes renumbered for memory locality: `order[i]` is the caller's id of node i, and
+ * each source's distances are written into the output in the caller's ids. A 4-ary heap with
  * decrease-key (keys and nodes in separate arrays, positions array), one per thread; sources
  * split into contiguous blocks over `threads` POSIX threads.
  */
@@ -21,7 +21,7 @@ typedef struct {
     const int64_t *indptr;
     const int32_t *indices;
     const double *weights;
-    const int32_t *order; /* node i is the caller's node order[i]; NULL = identity */
+    const int32_t *order; /* node i is the caller's node order[i] (a permutation) */
     int64_t n;
     int64_t first, last; /* sources [first, last), in the graph's numbering */
     double *out;         /* (n, n) row-major in the caller's numbering */
@@ -73,12 +73,12 @@ static void *run_job(void *arg) {
     size_t count = (size_t)(n > 0 ? n : 1);
     heap_t h = {malloc(sizeof(double) * count), malloc(sizeof(int32_t) * count),
                 malloc(sizeof(int32_t) * count)};
-    double *local = job->order ? malloc(sizeof(double) * count) : NULL;
-    if (!h.key || !h.node || !h.pos || (job->order && !local)) {
+    double *dist = malloc(sizeof(double) * count); /* one source's, in the graph's ids */
+    if (!h.key || !h.node || !h.pos || !dist) {
         free(h.key);
         free(h.node);
         free(h.pos);
-        free(local);
+        free(dist);
         job->status = 1;
         return NULL;
     }
@@ -87,7 +87,6 @@ static void *run_job(void *arg) {
     const double *weights = job->weights;
     const int32_t *order = job->order;
     for (int64_t s = job->first; s < job->last; s++) {
-        double *dist = order ? local : job->out + s * n;
         for (int64_t v = 0; v < n; v++) {
             dist[v] = INFINITY;
             h.pos[v] = -1;
@@ -112,15 +111,13 @@ static void *run_job(void *arg) {
                 }
             }
         }
-        if (order) {
-            double *row = job->out + (int64_t)order[s] * n;
-            for (int64_t v = 0; v < n; v++) row[order[v]] = local[v];
-        }
+        double *row = job->out + (int64_t)order[s] * n;
+        for (int64_t v = 0; v < n; v++) row[order[v]] = dist[v];
     }
     free(h.key);
     free(h.node);
     free(h.pos);
-    free(local);
+    free(dist);
     job->status = 0;
     return NULL;
 }
