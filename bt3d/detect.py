@@ -28,7 +28,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +54,13 @@ from bt3d.settings import (
     config_value,
     config_with,
     default_config,
+    from_key,
 )
 from bt3d.structures import Mesh
 
 MANIFEST = "detect.json"
 CACHE_DIR = ".cache"
 NO_CLASS_ID = "00000000"  # KeypointNet records need an 8-digit class id; shapes of no class
-
-
-def _key(key: str, default: Any) -> Any:
-    """A :class:`DetectSettings` field and the dotted config key it corresponds to."""
-    return field(default=default, metadata={"config": key})
 
 
 def _config_keys(settings: Any) -> dict[str, str]:
@@ -83,24 +79,24 @@ class DetectSettings:
     a fraction of the bounding-box diagonal.
     """
 
-    backbone: str = _key("backbone.name", "dinov2_vits14_offline")
-    layer: str | None = _key("backbone.layer", None)
-    checkpoint: str | None = _key("backbone.checkpoint", None)
-    n_azimuth: int = _key("render.n_azimuth", 12)
-    n_polar: int = _key("render.n_polar", 5)
-    image_size: int = _key("render.image_size", 224)
-    sampling: str = _key("features.sampling", "nearest")
-    sigma: float = _key("features.sigma", 0.01)
-    render_backend: str = _key("render.backend", "embree")
-    knn: int = _key("features.knn", 20)
-    n_points: int = _key("dataset.folder.n_points", 2048)
-    seed: int = _key("dataset.folder.seed", 0)
-    batch_size: int = _key("backbone.batch_size", 8)
-    device: str = _key("device", "auto")
-    mode: str = _key("optimiser.mode", "fast")
-    steps: int | None = _key("optimiser.steps", None)
-    reduction: str = _key("optimiser.prototype_reduction", "mean")
-    tolerance: float = _key("dataset.folder.tolerance", 0.02)
+    backbone: str = from_key("backbone.name", "dinov2_vits14_offline")
+    layer: str | None = from_key("backbone.layer", None)
+    checkpoint: str | None = from_key("backbone.checkpoint", None)
+    n_azimuth: int = from_key("render.n_azimuth", 12)
+    n_polar: int = from_key("render.n_polar", 5)
+    image_size: int = from_key("render.image_size", 224)
+    sampling: str = from_key("features.sampling", "nearest")
+    sigma: float = from_key("features.sigma", 0.01)
+    render_backend: str = from_key("render.backend", "embree")
+    knn: int = from_key("features.knn", 20)
+    n_points: int = from_key("dataset.folder.n_points", 2048)
+    seed: int = from_key("dataset.folder.seed", 0)
+    batch_size: int = from_key("backbone.batch_size", 8)
+    device: str = from_key("device", "auto")
+    mode: str = from_key("optimiser.mode", "fast")
+    steps: int | None = from_key("optimiser.steps", None)
+    reduction: str = from_key("optimiser.prototype_reduction", "mean")
+    tolerance: float = from_key("dataset.folder.tolerance", 0.02)
     class_id: str = NO_CLASS_ID
 
     @classmethod

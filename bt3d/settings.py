@@ -14,7 +14,7 @@ import contextlib
 import copy
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import cache
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -123,9 +123,10 @@ def config_with(config: Mapping[str, Any], values: Mapping[str, Any]) -> dict[st
     return merge(config, override)
 
 
-def from_key(key: str) -> Any:
-    """A settings field read from the dotted config key ``key`` instead of ``<section>.<name>``."""
-    return field(metadata={"config": key})
+def from_key(key: str, default: Any = MISSING) -> Any:
+    """A settings field read from the dotted config key ``key`` instead of ``<section>.<name>``
+    (with ``default``, a field that also has a default value, as ``bt3d detect``'s options)."""
+    return field(default=default, metadata={"config": key})
 
 
 class _Settings:
