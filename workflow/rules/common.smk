@@ -297,7 +297,9 @@ def check_settings_at_start():
         except Bt3dError as exc:
             where = f"variant {name}: " * (len(VARIANTS) > 1)
             stop(f"{where}{type(exc).__name__}: {exc}")
-    if DATASET["name"] == "folder" and (config["variants"] or DATASET["shot_sets"] != 1):
+    if DATASET["name"] == "folder" and (
+        config["variants"] or DATASET["shot_sets"] != 1
+    ):
         stop(
             "variants / dataset.shot_sets: not used with dataset.name: folder (your own "
             "shapes have one labelled set); remove them, or run a KeypointNet-layout dataset"
