@@ -24,10 +24,10 @@ from bt3d.geodesic import geodesic_matrix
 from bt3d.io.pcd import read_pcd
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CLOUDS = (
-    sorted((ROOT / "data" / "synthetic" / "pcds").glob("*/*.pcd"))
-    + sorted((ROOT.parent / "shared" / "data" / "keypointnet-sample" / "pcds").glob("*/*.pcd"))
-)  # fmt: skip
+EMBEDDED_CLOUDS = sorted((ROOT / "data" / "synthetic" / "pcds").glob("*/*.pcd"))
+DEFAULT_CLOUDS = EMBEDDED_CLOUDS + sorted(
+    (ROOT.parent / "shared" / "data" / "keypointnet-sample" / "pcds").glob("*/*.pcd")
+)
 ENGINES = (("scipy", 1), ("native", 1), ("native", 2))
 
 
@@ -41,8 +41,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    if not args.clouds:
-        raise SystemExit("no point clouds given and none found (run `make demo` first)")
+    if args.clouds is DEFAULT_CLOUDS and not EMBEDDED_CLOUDS:
+        raise SystemExit(
+            "no embedded clouds in data/synthetic (`make demo` writes them); run it first or "
+            "give CLOUD.pcd files"
+        )
     clouds = [read_pcd(path)[0] for path in args.clouds]
     seconds = {engine: [] for engine in ENGINES}
     equal = True
